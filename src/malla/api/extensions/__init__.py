@@ -1,0 +1,1 @@
+"""Istio's extensions.istio.io kinds."""

@@ -1,0 +1,1 @@
+"""Istio's networking.istio.io kinds."""

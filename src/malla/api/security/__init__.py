@@ -1,0 +1,1 @@
+"""Istio's security.istio.io kinds."""

@@ -1,0 +1,1 @@
+"""Istio's telemetry.istio.io kinds."""
