@@ -54,6 +54,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(SECURITY, "RequestAuthentication", ("v1", "v1beta1"), "malla.api.security.request_authentication:RequestAuthentication", "requestauthentications"),
     KindInfo(TELEMETRY, "Telemetry", ("v1", "v1alpha1"), "malla.api.telemetry.telemetry:Telemetry", "telemetries"),
     KindInfo(EXTENSIONS, "WasmPlugin", ("v1alpha1",), "malla.api.extensions.wasm_plugin:WasmPlugin", "wasmplugins"),
+    KindInfo(EXTENSIONS, "TrafficExtension", ("v1alpha1",), "malla.api.extensions.traffic_extension:TrafficExtension", "trafficextensions"),
 )
 
 BY_GROUP_KIND: dict[tuple[str, str], KindInfo] = {(k.group, k.kind): k for k in KINDS}

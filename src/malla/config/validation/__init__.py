@@ -85,6 +85,7 @@ _MODULES = {
     "RequestAuthentication": "request_authentication",
     "Telemetry": "telemetry",
     "WasmPlugin": "wasm_plugin",
+    "TrafficExtension": "traffic_extension",
 }
 
 

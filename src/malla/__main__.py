@@ -1,0 +1,3 @@
+from malla.cli.main import main
+
+main()

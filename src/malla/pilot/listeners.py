@@ -1,0 +1,23 @@
+"""All listeners of one proxy: a router's from its Gateways, a sidecar's outbound and inbound."""
+
+from __future__ import annotations
+
+from envoy.config.listener.v3 import listener_pb2
+
+from malla.pilot.listeners_gateway import build_gateway_listeners
+from malla.pilot.listeners_inbound import build_inbound_listeners
+from malla.pilot.listeners_outbound import build_outbound_listeners
+from malla.pilot.sidecar_scope import SidecarScope, build_scope
+from malla.pilot.snapshot import MeshSnapshot, Proxy
+
+Listener = listener_pb2.Listener
+
+
+def build_listeners(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope | None = None) -> list[Listener]:
+    """Every listener the proxy needs, sorted by name."""
+    if proxy.is_router:
+        out = build_gateway_listeners(proxy, snapshot)
+    else:
+        scope = scope or build_scope(proxy, snapshot)
+        out = build_outbound_listeners(proxy, snapshot, scope) + build_inbound_listeners(proxy, snapshot)
+    return sorted(out, key=lambda listener: listener.name)
