@@ -96,6 +96,17 @@ def test_stream_without_node_id_is_refused(serving) -> None:
     client.close()
 
 
+def test_request_without_type_url_ends_the_stream_with_the_reason(serving) -> None:
+    _, server = serving
+    client = Client(f"127.0.0.1:{server.port}")
+    client.send(discovery_pb2.DiscoveryRequest(node=NODE))
+    error = client.recv()
+    assert isinstance(error, grpc.RpcError)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "type_url" in error.details()
+    client.close()
+
+
 def test_on_connect_computes_the_snapshot_before_the_first_answer() -> None:
     cache = SnapshotCache()
     seen: list[str] = []
@@ -162,3 +173,20 @@ def test_shutdown_with_open_streams_is_quiet(caplog: pytest.LogCaptureFixture) -
     assert client.recv() is None  # the stream ended with OK, not an error
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     client.close()
+
+
+def test_on_disconnect_waits_for_the_nodes_last_stream() -> None:
+    cache = SnapshotCache()
+    cache.set_snapshot(NODE.id, cluster_snapshot())
+    gone: list[str] = []
+    with XdsServerThread(cache, tcp=("127.0.0.1", 0),
+                         on_disconnect=lambda node: gone.append(node.id)) as server:
+        old, new = Client(f"127.0.0.1:{server.port}"), Client(f"127.0.0.1:{server.port}")
+        for client in (old, new):
+            client.send(discovery_pb2.DiscoveryRequest(node=NODE, type_url=resources.CLUSTER))
+            client.recv()
+        old.close()
+        wait_for(server.status, lambda s: len(s) == 1, what="one stream left")
+        assert gone == []
+        new.close()
+        wait_for(lambda: gone, lambda g: g == [NODE.id], what="on_disconnect")

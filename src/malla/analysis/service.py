@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from malla.analysis import kube
 from malla.analysis.context import AnalysisContext
 from malla.analysis.protocols import UNSUPPORTED, service_port_protocol
@@ -14,7 +16,7 @@ _MANAGED_GATEWAY_CONTROLLERS = frozenset(
 )
 
 
-def is_istio_control_plane(labels: dict[str, str]) -> bool:
+def is_istio_control_plane(labels: Mapping[str, str]) -> bool:
     """Istio's own workloads carry an ``istio`` label or ``release: istio``."""
     return "istio" in labels or labels.get("release") == "istio"
 

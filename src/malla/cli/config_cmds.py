@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -80,7 +81,8 @@ def analyze(
     result, _files = load_paths(paths, default_namespace=namespace)
     # Schema problems are reported the way istioctl reports them: IST0106.
     messages = [_as_schema_message(d) for d in result.diagnostics if d.level == "error"]
-    messages += run_analyzers(result.configs, result.kube)
+    # The analyzers never read the clock themselves: certificate expiry is judged against now.
+    messages += run_analyzers(result.configs, result.kube, now=datetime.now(UTC))
     if output is not OutputFormat.text:
         emit_data([m.to_json() for m in messages], output)
     elif messages:

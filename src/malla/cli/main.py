@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from malla import __version__
-from malla.cli import config_cmds, demo_cmd
+from malla.cli import config_cmds, controlplane_cmds, demo_cmd, pilot_cmds
 
 app = typer.Typer(
     name="malla",
@@ -19,6 +19,15 @@ app = typer.Typer(
 app.command("validate")(config_cmds.validate)
 app.command("analyze")(config_cmds.analyze)
 app.command("demo")(demo_cmd.demo)
+app.command("up")(controlplane_cmds.up)
+app.command("down")(controlplane_cmds.down)
+app.command("status")(controlplane_cmds.status)
+app.command("apply")(controlplane_cmds.apply)
+app.command("delete")(controlplane_cmds.delete)
+app.command("get")(controlplane_cmds.get)
+app.command("proxy-status")(controlplane_cmds.proxy_status)
+app.command("proxy-config")(pilot_cmds.proxy_config)
+app.command("translate")(pilot_cmds.translate)
 
 
 @app.command("version")

@@ -112,9 +112,13 @@ _DEFAULT_LOCALITY = _DefaultLocality()
 def assignment(
     cluster_name: str, endpoints: Iterable[Endpoint], *, proxy: Proxy, locality_lb: Any = None
 ) -> ClusterLoadAssignment:
+    endpoints = list(endpoints)
+    levels = [_priority(e, proxy, locality_lb) for e in endpoints]
+    # Envoy wants priorities 0..N without gaps: keep the order, close the gaps.
+    compact = {level: i for i, level in enumerate(sorted(set(levels)))}
     groups: dict[tuple[str, int], list[Endpoint]] = defaultdict(list)
-    for e in endpoints:
-        groups[(e.locality, _priority(e, proxy, locality_lb))].append(e)
+    for e, level in zip(endpoints, levels):
+        groups[(e.locality, compact[level])].append(e)
     weights = _distribute_weights(locality_lb, proxy.locality, {loc for loc, _ in groups})
     cla = ClusterLoadAssignment(cluster_name=cluster_name)
     for (locality, priority), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):

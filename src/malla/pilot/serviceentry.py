@@ -1,6 +1,8 @@
 """ServiceEntry and WorkloadEntry -> services and endpoints (Istio's serviceentry registry).
 
-One ``Service`` per host of a ServiceEntry. Endpoints come from its inline
+One ``Service`` per host of a ServiceEntry; a port without ``protocol`` is
+read from its name as Kubernetes ports are (``http-web`` is HTTP), since
+malla does not sniff protocols. Endpoints come from its inline
 ``endpoints``, from WorkloadEntries and self-registered workloads its
 ``workloadSelector`` picks in the same namespace, or, for DNS resolution
 with no endpoints at all, from the host names themselves, as Istio does.
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from malla.config.model import Config
-from malla.pilot.protocol import parse_protocol
+from malla.pilot.protocol import parse_protocol, protocol_from_port
 from malla.pilot.services import (
     Endpoint,
     Resolution,
@@ -40,7 +42,7 @@ def services_from_service_entry(config: Config) -> list[Service]:
         ServicePort(
             name=p.name or str(p.number),
             port=p.number,
-            protocol=parse_protocol(p.protocol or ""),
+            protocol=parse_protocol(p.protocol) if p.protocol else protocol_from_port(port=p.number, name=p.name or ""),
             target_port=p.target_port or None,
         )
         for p in spec.ports

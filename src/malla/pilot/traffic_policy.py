@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 from envoy.type.v3 import percent_pb2
@@ -144,11 +144,11 @@ def translate_circuit_breakers(pool: Any, *, retry_budget: Any = None) -> circui
     return circuit_breaker_pb2.CircuitBreakers(thresholds=[t])
 
 
-def translate_tcp_keepalive(tcp: Any, *, mesh_default: bool) -> address_pb2.UpstreamConnectionOptions | None:
+def translate_tcp_keepalive(tcp: Any, *, mesh_default: bool) -> cluster_pb2.UpstreamConnectionOptions | None:
     keepalive = tcp.tcp_keepalive if tcp is not None else None
     if keepalive is None and not mesh_default:
         return None
-    out = address_pb2.UpstreamConnectionOptions()
+    out = cluster_pb2.UpstreamConnectionOptions()
     ka = out.tcp_keepalive
     if keepalive is not None:
         if keepalive.probes:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from envoy.service.discovery.v3 import discovery_pb2
+
 from malla.xds import resources
 from malla.xds.protocol import (
     Ack,
@@ -49,23 +51,24 @@ class _Plan:
 class DeltaStream(StreamBase):
     """Sans-IO machine for `DeltaAggregatedResources`."""
 
-    def receive(self, request: object, view: SnapshotView | None) -> list[Action]:
+    def receive(self, request: discovery_pb2.DeltaDiscoveryRequest,
+                view: SnapshotView | None) -> list[Action]:
         """Handle one DeltaDiscoveryRequest; returns what to record and send."""
-        type_url = str(getattr(request, "type_url"))
+        type_url = request.type_url
         state = self._state(type_url)
         actions: list[Action] = []
-        nonce = str(getattr(request, "response_nonce"))
+        nonce = request.response_nonce
         if nonce:
             if nonce in state.inflight:
                 actions.append(self._settle(type_url, state, nonce, request))
             else:
                 actions.append(Stale(type_url, nonce))
-        subscribe = list(getattr(request, "resource_names_subscribe"))
-        unsubscribe = list(getattr(request, "resource_names_unsubscribe"))
+        subscribe = list(request.resource_names_subscribe)
+        unsubscribe = list(request.resource_names_unsubscribe)
         first = not state.requested
         if not (first or subscribe or unsubscribe):
             return actions
-        initial = dict(getattr(request, "initial_resource_versions")) if first else {}
+        initial = dict(request.initial_resource_versions) if first else {}
         change, added = self._subscribe(type_url, state, subscribe, unsubscribe,
                                         first=first, initial=initial)
         actions.append(change)
@@ -195,11 +198,11 @@ class DeltaStream(StreamBase):
     # -- ACK / NACK ------------------------------------------------------
 
     def _settle(self, type_url: str, state: TypeState, nonce: str,
-                request: object) -> Action:
+                request: discovery_pb2.DeltaDiscoveryRequest) -> Action:
         inflight = state.take_inflight(nonce)
         assert inflight is not None
-        if request.HasField("error_detail"):  # type: ignore[attr-defined]
-            code, message = error_of(getattr(request, "error_detail"))
+        if request.HasField("error_detail"):
+            code, message = error_of(request.error_detail)
             rejected = state.record_nack(inflight, code=code, message=message)
             return Nack(type_url, nonce, code, message, rejected)
         acked = {name: v for name, v in state.acked.items() if name not in inflight.removed}

@@ -6,9 +6,11 @@ and snapshot changes from the `SnapshotCache`. Out: serialized responses, and
 `status()`: per connected proxy and type, SYNCED / STALE / NOT SENT /
 REJECTED with Envoy's error text and the rejected names.
 
-The control plane hooks in with `on_connect(node)` (awaited before the first
-answer, so it can compute that node's snapshot on first contact) and
-`on_disconnect(node)`. This module knows nothing of Istio.
+The control plane hooks in with `on_connect(node)`, awaited on every new
+stream before the first answer (so it can compute that node's snapshot on
+first contact), and `on_disconnect(node)`, called when the node's last stream
+ends (a reconnecting Envoy may briefly hold two). Either may be a plain
+function or a coroutine function. This module knows nothing of Istio.
 
 gRPC settings come from measurements (see the field notes): Envoy's HTTP/2
 keepalive pings must not earn strikes (else GOAWAY and reconnects), and the
@@ -114,6 +116,7 @@ class XdsServer:
         self._gate: asyncio.Semaphore | None = None
         self._server: grpc.aio.Server | None = None
         self._connections: dict[str, _Connection] = {}
+        self._streams_per_node: dict[str, int] = {}
         self._epoch = uuid.uuid4().hex[:6]
         self._count = 0
         self._closing = False
@@ -128,6 +131,7 @@ class XdsServer:
         """Listen on TCP and/or a Unix socket; returns the bound TCP port."""
         if tcp is None and unix_path is None:
             raise ValueError("start: give tcp=(host, port), unix_path=..., or both")
+        self._closing = False
         # Semaphores and the server belong to the loop that runs them.
         self._gate = asyncio.Semaphore(self._initial_concurrency)
         server = grpc.aio.server(options=list(self._options.items()))
@@ -229,16 +233,23 @@ class XdsServer:
     def _open(self, node: Any, *, delta: bool) -> _Connection:
         self._count += 1
         conn_id = f"{node.id}-{self._epoch}-{self._count}"
-        machine = (DeltaStream if delta else SotwStream)(nonce_prefix=f"{self._epoch}.{self._count}.")
+        kind = DeltaStream if delta else SotwStream
+        machine = kind(nonce_prefix=f"{self._epoch}.{self._count}.")
         conn = _Connection(id=conn_id, node=node, delta=delta, machine=machine,
                            loop=asyncio.get_running_loop())
         self._connections[conn_id] = conn
+        self._streams_per_node[node.id] = self._streams_per_node.get(node.id, 0) + 1
         _log.info("proxy %s connected (%s, %s)", node.id, conn.id, "Delta" if delta else "SotW")
         return conn
 
     async def _close(self, conn: _Connection) -> None:
         self._connections.pop(conn.id, None)
         _log.info("proxy %s disconnected (%s)", conn.node.id, conn.id)
+        left = self._streams_per_node.get(conn.node.id, 1) - 1
+        if left > 0:
+            self._streams_per_node[conn.node.id] = left
+            return
+        self._streams_per_node.pop(conn.node.id, None)
         if self._on_disconnect is not None:
             try:
                 result = self._on_disconnect(conn.node)
@@ -321,10 +332,10 @@ async def _read_requests(conn: _Connection, context: grpc.aio.ServicerContext) -
 
 
 def _envoy_version(node: Any) -> str:
-    version = node.user_agent_build_version.version
     if node.HasField("user_agent_build_version"):
+        version = node.user_agent_build_version.version
         return f"{version.major_number}.{version.minor_number}.{version.patch}"
-    return node.user_agent_version
+    return str(node.user_agent_version)
 
 
 def _host(host: str) -> str:

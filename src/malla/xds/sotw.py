@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from envoy.service.discovery.v3 import discovery_pb2
+
 from malla.xds import resources
 from malla.xds.protocol import (
     Ack,
     Action,
     Inflight,
     Nack,
+    Send,
     SnapshotView,
     Stale,
     StreamBase,
@@ -27,7 +30,6 @@ from malla.xds.protocol import (
     TypeState,
     error_of,
 )
-from malla.xds.protocol import Send as Send
 
 
 @dataclass(slots=True)
@@ -43,12 +45,13 @@ class _Plan:
 class SotwStream(StreamBase):
     """Sans-IO machine for `StreamAggregatedResources`."""
 
-    def receive(self, request: object, view: SnapshotView | None) -> list[Action]:
+    def receive(self, request: discovery_pb2.DiscoveryRequest,
+                view: SnapshotView | None) -> list[Action]:
         """Handle one DiscoveryRequest; returns what to record and send."""
-        type_url = str(getattr(request, "type_url"))
+        type_url = request.type_url
         state = self._state(type_url)
-        nonce = str(getattr(request, "response_nonce"))
-        names = tuple(getattr(request, "resource_names"))
+        nonce = request.response_nonce
+        names = tuple(request.resource_names)
         actions: list[Action] = []
         if nonce and nonce in state.inflight:
             actions.append(self._settle(type_url, state, nonce, request))
@@ -64,7 +67,7 @@ class SotwStream(StreamBase):
             return [Stale(type_url, nonce)]
         initial = not nonce or not state.nonce
         if initial:
-            state.acked_version = str(getattr(request, "version_info"))
+            state.acked_version = request.version_info
         change = self._subscribe(type_url, state, names)
         if change is not None:
             actions.append(change[0])
@@ -193,12 +196,12 @@ class SotwStream(StreamBase):
     # -- ACK / NACK ------------------------------------------------------
 
     def _settle(self, type_url: str, state: TypeState, nonce: str,
-                request: object) -> Action:
+                request: discovery_pb2.DiscoveryRequest) -> Action:
         inflight = state.take_inflight(nonce)
         assert inflight is not None
-        version_info = str(getattr(request, "version_info"))
-        if request.HasField("error_detail"):  # type: ignore[attr-defined]
-            code, message = error_of(getattr(request, "error_detail"))
+        version_info = request.version_info
+        if request.HasField("error_detail"):
+            code, message = error_of(request.error_detail)
             state.acked_version = version_info
             rejected = state.record_nack(inflight, code=code, message=message)
             return Nack(type_url, nonce, code, message, rejected)

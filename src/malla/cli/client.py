@@ -1,0 +1,41 @@
+"""Finding and calling the running control plane from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from malla.cli.output import err_console
+from malla.controlplane.home import ControlPlaneState, home_dir, pid_alive
+
+
+class NotRunning(Exception):
+    pass
+
+
+def find_control_plane(home: str | None) -> tuple[Path, ControlPlaneState]:
+    path = home_dir(home)
+    state = ControlPlaneState.read(path)
+    if state is None or not pid_alive(state.pid):
+        raise NotRunning(f"no control plane is running for home {path}")
+    return path, state
+
+
+def require_control_plane(home: str | None) -> tuple[Path, ControlPlaneState]:
+    """The running control plane, or a clear message and exit status 3."""
+    try:
+        return find_control_plane(home)
+    except NotRunning as exc:
+        err_console.print(f"[red]error:[/red] {exc}. Start one with 'malla up' (or set MALLA_HOME / --home to its home).")
+        raise typer.Exit(3) from None
+
+
+def call(state: ControlPlaneState, method: str, path: str, *, timeout: float = 10.0, **kwargs: Any) -> httpx.Response:
+    try:
+        return httpx.request(method, state.api_url + path, timeout=timeout, **kwargs)
+    except httpx.HTTPError as exc:
+        err_console.print(f"[red]error:[/red] the control plane at {state.api_url} did not answer: {exc}")
+        raise typer.Exit(3) from None

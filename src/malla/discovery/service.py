@@ -1,0 +1,240 @@
+"""The discovery service: store and registry changes in, per-proxy snapshots out.
+
+Theory of operation. Every input (a config change from the store, a
+workload joining or leaving) becomes a ``Change`` fed to the debouncer. The
+push loop (its own thread, so neither the xDS loop nor the API waits on it)
+wakes when the merged change is due, builds one frozen ``MeshSnapshot`` and,
+for each connected proxy whose inputs matter to the change (the per-type
+``*_needs_push`` predicates), generates its resources and publishes them in
+the xDS cache. A proxy that connects gets its snapshot at once, from the
+current ``MeshSnapshot``, before the xDS server answers it.
+
+Workloads registered by an agent are tied to the agent's xDS node: when
+that node's stream ends and does not come back within ``orphan_grace``
+seconds, the workload is withdrawn (an agent killed with SIGKILL leaves no
+endpoint behind).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from malla.config.model import KubeObject
+from malla.config.store import ChangeEvent, ConfigStore
+from malla.discovery.debounce import DebounceSettings, Debouncer
+from malla.discovery.proxies import NodeMetadataError, proxy_from_node
+from malla.pilot.generate import NEEDS_PUSH, Change, generate
+from malla.pilot.snapshot import MeshConfig, MeshSnapshot, Proxy
+from malla.pilot.services import Workload
+from malla.xds.cache import SnapshotCache
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+def merge_changes(a: Change, b: Change) -> Change:
+    return Change(full=a.full or b.full, kinds=a.kinds | b.kinds, endpoints=a.endpoints | b.endpoints)
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    """One push, for metrics and ``malla status``."""
+
+    version: str
+    proxies: int
+    events: int
+    seconds: float
+    at: float
+
+
+class DiscoveryService:
+    def __init__(
+        self,
+        *,
+        store: ConfigStore,
+        cache: SnapshotCache,
+        mesh: MeshConfig | None = None,
+        debounce: DebounceSettings | None = None,
+        clock: Clock = time.monotonic,
+        orphan_grace: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.mesh = mesh or MeshConfig()
+        self._clock = clock
+        self._debouncer: Debouncer[Change] = Debouncer(debounce or DebounceSettings(), merge_changes)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._workloads: dict[str, Workload] = {}
+        self._owners: dict[str, str] = {}  # workload key -> node id of the agent that registered it
+        self._orphaned: dict[str, float] = {}  # node id -> when its stream ended
+        self._kube: tuple[KubeObject, ...] = ()
+        self.orphan_grace = orphan_grace
+        self.proxies: dict[str, Proxy] = {}
+        self.rejected_nodes: dict[str, str] = {}  # node id -> why it could not be configured
+        self.pushes: list[PushRecord] = []
+        self.snapshot = self._build_snapshot()
+        store.subscribe(self._on_store_change)
+
+    # -- inputs ------------------------------------------------------------
+
+    def _on_store_change(self, event: ChangeEvent) -> None:
+        kinds = frozenset(k.kind for k in (*event.updated, *event.deleted))
+        self.request_push(Change(kinds=kinds))
+
+    def set_kube_objects(self, objects: Iterable[KubeObject]) -> None:
+        with self._lock:
+            self._kube = tuple(objects)
+        self.request_push(Change(kinds=frozenset({"Service"})))
+
+    def register_workload(self, workload: Workload, *, node_id: str | None = None) -> str:
+        key = workload_key(workload)
+        with self._lock:
+            self._workloads[key] = workload
+            if node_id:
+                self._owners[key] = node_id
+        self.request_push(Change(kinds=frozenset({"Service"})))
+        log.info("workload %s joined at %s %s", key, workload.address, dict(workload.ports))
+        return key
+
+    def deregister_workload(self, key: str) -> bool:
+        with self._lock:
+            gone = self._workloads.pop(key, None)
+            self._owners.pop(key, None)
+        if gone is not None:
+            self.request_push(Change(kinds=frozenset({"Service"})))
+            log.info("workload %s left", key)
+        return gone is not None
+
+    def workloads(self) -> dict[str, Workload]:
+        with self._lock:
+            return dict(self._workloads)
+
+    def request_push(self, change: Change) -> None:
+        with self._lock:
+            self._debouncer.add(change, self._clock())
+        self._wake.set()
+
+    # -- xDS hooks (called on the xDS server's loop) ---------------------------
+
+    async def on_connect(self, node: Any) -> None:
+        self.connect_node(node.id, MessageToDict(node.metadata), locality=_locality(node))
+
+    def connect_node(self, node_id: str, metadata: Mapping[str, Any], *, locality: str = "") -> Proxy | None:
+        try:
+            proxy = proxy_from_node(node_id, metadata, locality=locality)
+        except NodeMetadataError as exc:
+            log.warning("%s", exc)
+            self.rejected_nodes[node_id] = str(exc)
+            return None
+        with self._lock:
+            self.proxies[node_id] = proxy
+            self._orphaned.pop(node_id, None)
+            snapshot = self.snapshot
+        self._publish(proxy, snapshot)
+        return proxy
+
+    async def on_disconnect(self, node: Any) -> None:
+        self.disconnect_node(node.id)
+
+    def disconnect_node(self, node_id: str) -> None:
+        with self._lock:
+            self.proxies.pop(node_id, None)
+            if node_id in self._owners.values():
+                self._orphaned[node_id] = self._clock()
+        self._wake.set()
+
+    # -- the push loop --------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Push until ``stop`` is set (run it in a thread)."""
+        while not stop.is_set():
+            with self._lock:
+                deadline = self._next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            self._wake.wait(timeout if timeout is None else min(timeout, 1.0))
+            self._wake.clear()
+            if stop.is_set():
+                break
+            self._reap_orphans()
+            with self._lock:
+                due = self._debouncer.due(self._clock())
+                events = self._debouncer.events
+            if due is not None:
+                self.push(due, events=events)
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [d for d in (self._debouncer.deadline(),) if d is not None]
+        deadlines += [t + self.orphan_grace for t in self._orphaned.values()]
+        return min(deadlines) if deadlines else None
+
+    def _reap_orphans(self) -> None:
+        now = self._clock()
+        with self._lock:
+            expired = [n for n, t in self._orphaned.items() if now - t >= self.orphan_grace and n not in self.proxies]
+            keys = [k for k, owner in self._owners.items() if owner in expired]
+            for n in expired:
+                self._orphaned.pop(n, None)
+        for key in keys:
+            log.warning("workload %s withdrawn: its agent's connection ended and did not come back", key)
+            self.deregister_workload(key)
+
+    def push(self, change: Change, *, events: int = 1) -> PushRecord:
+        started = time.perf_counter()
+        snapshot = self._build_snapshot()
+        with self._lock:
+            self.snapshot = snapshot
+            proxies = list(self.proxies.values())
+        pushed = 0
+        for proxy in proxies:
+            if change.full or any(pred(change, proxy) for pred in NEEDS_PUSH.values()):
+                self._publish(proxy, snapshot)
+                pushed += 1
+        record = PushRecord(snapshot.version, pushed, events, time.perf_counter() - started, time.time())
+        with self._lock:
+            self.pushes = [*self.pushes[-99:], record]
+        log.debug("push %s to %d proxies (%d events) in %.1f ms", record.version, pushed, events, record.seconds * 1e3)
+        return record
+
+    def flush(self) -> None:
+        """Push what is pending now, ignoring the quiet period (tests, shutdown)."""
+        with self._lock:
+            pending = self._debouncer.due(float("inf"))
+            events = self._debouncer.events
+        if pending is not None:
+            self.push(pending, events=events)
+
+    def _publish(self, proxy: Proxy, snapshot: MeshSnapshot) -> None:
+        try:
+            resources = generate(proxy, snapshot)
+            self.cache.set_snapshot(proxy.id, resources)
+            self.rejected_nodes.pop(proxy.id, None)
+        except Exception as exc:  # one proxy's bad translation must not stop the others' pushes
+            log.exception("could not configure proxy %s", proxy.id)
+            self.rejected_nodes[proxy.id] = f"translation failed: {exc}"
+
+    def _build_snapshot(self) -> MeshSnapshot:
+        with self._lock:
+            workloads = list(self._workloads.values())
+            kube = [k.body for k in self._kube if k.kind == "Service"]
+        return MeshSnapshot.build(configs=self.store.list(), kube_services=kube, workloads=workloads, mesh=self.mesh)
+
+
+def workload_key(workload: Workload) -> str:
+    return f"{workload.namespace}/{workload.name}@{workload.address}"
+
+
+def _locality(node: Any) -> str:
+    loc = getattr(node, "locality", None)
+    if loc is None:
+        return ""
+    parts = [loc.region, loc.zone, loc.sub_zone]
+    return "/".join(parts).rstrip("/")
