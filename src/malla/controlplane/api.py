@@ -8,7 +8,7 @@ docstring), so it stays responsive while proxies sync.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -97,6 +97,26 @@ def build_app(cp: ControlPlane) -> Starlette:
             return JSONResponse({"error": f"no connected proxy matches {proxy_id!r}"}, status_code=404)
         return JSONResponse(found)
 
+    async def allocate_address(request: Request) -> JSONResponse:
+        """A workload's identity on this host: its loopback address and xDS node id."""
+        body = await request.json()
+        name = str(body.get("name") or "")
+        namespace = str(body.get("namespace") or "default")
+        kind = "router" if body.get("kind") == "router" else "sidecar"
+        if not name:
+            return JSONResponse({"error": "name is required"}, status_code=400)
+        token = f"{name}-{secrets.token_hex(3)}.{namespace}"
+        fixed = str(body.get("address") or "")
+        address = fixed or cp.addresses.allocate(token)
+        node_id = f"{kind}~{address}~{token}~{namespace}.svc.cluster.local"
+        if not fixed:
+            cp.addresses.assign(address, node_id)
+        return JSONResponse({"address": address, "nodeId": node_id, "xds": cp.state.xds_address if cp.state else None})
+
+    async def release_address(request: Request) -> JSONResponse:
+        address = request.query_params.get("address", "")
+        return JSONResponse({"released": cp.addresses.release(address)})
+
     async def shutdown(_: Request) -> JSONResponse:
         cp.request_stop()
         return JSONResponse({"stopping": True})
@@ -113,6 +133,8 @@ def build_app(cp: ControlPlane) -> Starlette:
             Route("/api/v1/workloads", deregister_workload, methods=["DELETE"]),
             Route("/api/v1/proxies", proxies),
             Route("/api/v1/proxies/{proxy:path}/config", proxy_config),
+            Route("/api/v1/addresses", allocate_address, methods=["POST"]),
+            Route("/api/v1/addresses", release_address, methods=["DELETE"]),
             Route("/api/v1/shutdown", shutdown, methods=["POST"]),
         ]
     )
@@ -123,8 +145,7 @@ def _problems(cp: ControlPlane) -> dict[str, list[dict[str, Any]]]:
 
 
 def _workload_json(key: str, w: Workload) -> dict[str, Any]:
-    data = asdict(w)
-    data["labels"] = dict(w.labels)
-    data["ports"] = dict(w.ports)
-    data["key"] = key
-    return data
+    return {
+        "key": key, "name": w.name, "namespace": w.namespace, "address": w.address, "labels": dict(w.labels),
+        "ports": dict(w.ports), "serviceAccount": w.service_account, "sidecar": w.sidecar, "healthy": w.healthy,
+    }

@@ -25,6 +25,7 @@ from google.protobuf.json_format import MessageToDict
 
 from malla.config.source import DirectorySource
 from malla.config.store import ConfigStore
+from malla.controlplane.addresses import AddressPool
 from malla.controlplane.api import build_app
 from malla.controlplane.home import ControlPlaneState, applied_dir
 from malla.controlplane.monitoring import MonitoringServer
@@ -49,7 +50,8 @@ class ControlPlaneOptions:
     xds_port: int = 15010
     api_port: int = 20001
     monitoring_port: int = 15014
-    mesh: MeshConfig = field(default_factory=MeshConfig)
+    # Until the CA serves certificates (the identity work), sidecars talk plaintext.
+    mesh: MeshConfig = field(default_factory=lambda: MeshConfig(enable_auto_mtls=False, default_mtls_mode="DISABLE"))
     debounce: DebounceSettings = field(default_factory=DebounceSettings)
 
 
@@ -69,6 +71,8 @@ class ControlPlane:
             on_connect=self.discovery.on_connect,
             on_disconnect=self.discovery.on_disconnect,
         )
+        self.addresses = AddressPool()
+        self.discovery.orphan_listeners.append(self.addresses.release_owner)
         self.started_at = time.time()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

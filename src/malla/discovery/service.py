@@ -81,6 +81,7 @@ class DiscoveryService:
         self.proxies: dict[str, Proxy] = {}
         self.rejected_nodes: dict[str, str] = {}  # node id -> why it could not be configured
         self.pushes: list[PushRecord] = []
+        self.orphan_listeners: list[Callable[[str], None]] = []  # called with the node id of an agent that left
         self.snapshot = self._build_snapshot()
         store.subscribe(self._on_store_change)
 
@@ -148,8 +149,7 @@ class DiscoveryService:
     def disconnect_node(self, node_id: str) -> None:
         with self._lock:
             self.proxies.pop(node_id, None)
-            if node_id in self._owners.values():
-                self._orphaned[node_id] = self._clock()
+            self._orphaned[node_id] = self._clock()
         self._wake.set()
 
     # -- the push loop --------------------------------------------------------
@@ -180,12 +180,18 @@ class DiscoveryService:
         now = self._clock()
         with self._lock:
             expired = [n for n, t in self._orphaned.items() if now - t >= self.orphan_grace and n not in self.proxies]
+            self._orphans_gone(expired)
             keys = [k for k, owner in self._owners.items() if owner in expired]
-            for n in expired:
-                self._orphaned.pop(n, None)
         for key in keys:
             log.warning("workload %s withdrawn: its agent's connection ended and did not come back", key)
             self.deregister_workload(key)
+        for node_id in expired:
+            for listener in self.orphan_listeners:
+                listener(node_id)
+
+    def _orphans_gone(self, expired: list[str]) -> None:
+        for n in expired:
+            self._orphaned.pop(n, None)
 
     def push(self, change: Change, *, events: int = 1) -> PushRecord:
         started = time.perf_counter()

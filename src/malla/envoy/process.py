@@ -12,6 +12,7 @@ caller. Sync API for tests and tools; `*_async` waits for asyncio callers.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import http.client
 import json
 import shutil
@@ -46,8 +47,10 @@ class EnvoyProcess:
         log_level: str = "warning",
         binary: Path | None = None,
         extra_args: Sequence[str] = (),
+        die_with_parent: bool = False,
     ) -> None:
         self._config = config
+        self.die_with_parent = die_with_parent
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="malla-envoy-"))
         self.concurrency = concurrency
@@ -81,7 +84,8 @@ class EnvoyProcess:
         command = self.command()
         with open(self.output_path, "wb") as out:
             self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, cwd=self.workdir)
+                                          stderr=subprocess.STDOUT, cwd=self.workdir,
+                                          preexec_fn=_die_with_parent if self.die_with_parent else None)
         return self
 
     def stop(self, *, timeout: float = 5.0) -> int | None:
@@ -275,6 +279,21 @@ def validate_config(config: Mapping[str, Any] | str, *, binary: Path | None = No
         raise EnvoyError(f"envoy --mode validate did not finish within {timeout} s") from exc
     output = (done.stdout + done.stderr).decode("utf-8", errors="replace")
     return done.returncode == 0, output
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGKILL when the parent dies (Linux).
+
+    An agent killed with SIGKILL must not leave its Envoy running.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _regex_escape(name: str) -> str:

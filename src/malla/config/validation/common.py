@@ -1,88 +1,71 @@
-"""Rules shared by several kinds: names, hosts, ports, regexes, durations, selectors.
+"""Rules every kind may need: field paths, addresses, regexes, durations, percentages, header names, exportTo.
 
-Each check returns an error message (str) or None, so callers attach the
-field path they know. Messages say what is wrong and what is allowed.
+Two shapes of check live here and in the themed ``common_*`` modules:
+``check_x(value) -> str | None`` judges one value and returns what is
+wrong (the caller attaches the field path it knows), while
+``check_x(f, value, *, path=...)`` walks a list or map and records its
+own findings. Messages say what is wrong and what is allowed.
+
+The themed modules: ``common_hosts`` (DNS names, wildcard domains,
+'namespace/host' entries), ``common_ports`` (ports, port names,
+protocols, bind and Unix socket addresses), ``common_selectors``
+(labels, workload selectors, targetRef(s)) and ``common_wasm`` (the Wasm
+module fields WasmPlugin and TrafficExtension share).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from collections.abc import Sequence
 
 import re2
 
 from malla.api.base import Duration
+from malla.config.validation import Findings
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # RE2 would print every bad pattern to stderr
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN_MAX = 253
-_DNS1123_LABEL_MAX = 63
-# Kubernetes qualified names and label values.
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_HOST_LABEL = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?$")
+_NS_PER_MS = 1_000_000
+# Istio's labels.IsDNS1123Label (pkg/config/labels): unlike Kubernetes' names, upper case is allowed.
+_DNS1123_LABEL = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
+DNS1123_LABEL_MAX = 63
+_DIGITS = re.compile(r"[0-9]+")
+# Istio's ValidateHTTPHeaderName.
+_HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+")
 
 
-def check_dns1123_label(value: str, what: str = "name") -> str | None:
-    if len(value) > _DNS1123_LABEL_MAX or not _DNS1123_LABEL.match(value):
-        return (
-            f"invalid {what} {value!r}: must be a DNS-1123 label (lower-case letters, digits and '-', "
-            f"starting and ending with a letter or digit, at most {_DNS1123_LABEL_MAX} characters)"
-        )
-    return None
+# --- Field paths ------------------------------------------------------------------
 
 
-def check_dns1123_subdomain(value: str, what: str = "name") -> str | None:
-    if not value or len(value) > _DNS1123_SUBDOMAIN_MAX or any(
-        not _DNS1123_LABEL.match(part) for part in value.split(".")
-    ):
-        return (
-            f"invalid {what} {value!r}: must be a DNS-1123 subdomain (dot-separated lower-case labels of "
-            f"letters, digits and '-', at most {_DNS1123_SUBDOMAIN_MAX} characters)"
-        )
-    return None
+def join(path: str, *parts: str | int) -> str:
+    """Extend a field path: join('spec.http', 0, 'route') -> 'spec.http[0].route'."""
+    out = path
+    for part in parts:
+        out = f"{out}[{part}]" if isinstance(part, int) else (f"{out}.{part}" if out else part)
+    return out
 
 
-def check_port_name(value: str) -> str | None:
-    """Istio port names: a DNS-1123 label."""
-    return check_dns1123_label(value, "port name")
+def key(path: str, name: str) -> str:
+    """Path of a map entry, Kubernetes style: key('spec.labels', 'app') -> 'spec.labels[app]'."""
+    return f"{path}[{name}]"
 
 
-def check_port(value: int, what: str = "port number") -> str | None:
-    if not 1 <= value <= 65535:
-        return f"invalid {what} {value}: must be between 1 and 65535"
-    return None
+# --- Names -------------------------------------------------------------------------
 
 
-def check_fqdn(host: str) -> str | None:
-    """A DNS name: labels of letters, digits, '-' and '_', up to 255 characters."""
-    if not host:
-        return "host must not be empty"
-    if len(host) > 255:
-        return f"host {host!r} is longer than 255 characters"
-    for label in host.rstrip(".").split("."):
-        if not label or len(label) > 63 or not _HOST_LABEL.match(label):
-            return (
-                f"invalid host {host!r}: each dot-separated part must be 1-63 letters, digits, '-' or '_', "
-                "not starting or ending with '-'"
-            )
-    return None
+def is_dns1123_label(value: str) -> bool:
+    """A DNS-1123 label as Istio reads it: letters of either case, digits and '-', at most 63 long.
+
+    Istio applies it to namespaces, gateway and subset names, port names and
+    host labels; Kubernetes' stricter lower-case rule is ``is_dns1123_subdomain``
+    in ``common_hosts``, for names Kubernetes itself must accept.
+    """
+    return len(value) <= DNS1123_LABEL_MAX and bool(_DNS1123_LABEL.fullmatch(value))
 
 
-def check_wildcard_host(host: str) -> str | None:
-    """A host that may start with '*' ('*', '*.example.com', '*example.com' are not all the same)."""
-    if host == "*":
-        return None
-    if host.startswith("*."):
-        return check_fqdn(host[2:])
-    if host.startswith("*"):
-        return check_fqdn(host[1:])
-    if "*" in host:
-        return f"invalid host {host!r}: a wildcard '*' is only allowed as the first character"
-    return check_fqdn(host)
+# --- Addresses ---------------------------------------------------------------------
 
 
 def is_ip(value: str) -> bool:
@@ -93,18 +76,22 @@ def is_ip(value: str) -> bool:
     return True
 
 
-def is_cidr(value: str) -> bool:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-    return True
-
-
 def check_ip_or_cidr(value: str) -> str | None:
-    if is_ip(value) or is_cidr(value):
-        return None
-    return f"invalid address {value!r}: expected an IP address or a CIDR range such as 10.0.0.0/8"
+    """Istio's ValidateIPSubnet: one address, or address/prefix-length (no netmask form such as /255.0.0.0)."""
+    address, slash, length = value.partition("/")
+    if slash and not _DIGITS.fullmatch(length):
+        return f"invalid CIDR {value!r}: the prefix length must be a number, as in 10.0.0.0/8"
+    try:
+        if slash:
+            ipaddress.ip_network(value, strict=False)
+        else:
+            ipaddress.ip_address(address)
+    except ValueError:
+        return f"invalid address {value!r}: expected an IP address or a CIDR range such as 10.0.0.0/8"
+    return None
+
+
+# --- Regexes, header names ----------------------------------------------------------
 
 
 def check_regex(pattern: str) -> str | None:
@@ -119,13 +106,26 @@ def check_regex(pattern: str) -> str | None:
     return None
 
 
-def check_positive_duration(value: Duration | None, what: str = "duration") -> str | None:
+def check_http_header_name(name: str) -> str | None:
+    """Istio's ValidateHTTPHeaderName: letters, digits, '-' and '_'."""
+    if not name:
+        return "header name is required: letters, digits, '-' and '_'"
+    if not _HEADER_NAME.fullmatch(name):
+        return f"invalid header name {name!r}: use only letters, digits, '-' and '_'"
+    return None
+
+
+# --- Durations and percentages -------------------------------------------------------
+
+
+def check_duration(value: Duration | None, what: str = "duration") -> str | None:
+    """Istio's ValidateDuration: at least 1ms, in whole milliseconds (Envoy's timers tick in ms)."""
     if value is None:
         return None
-    if value.nanos <= 0:
-        return f"{what} must be greater than 0, got {value}"
-    if value.nanos < 1_000_000:
+    if value.nanos < _NS_PER_MS:
         return f"{what} must be at least 1ms, got {value}"
+    if value.nanos % _NS_PER_MS:
+        return f"{what} must be given in whole milliseconds, got {value}"
     return None
 
 
@@ -135,26 +135,62 @@ def check_non_negative_duration(value: Duration | None, what: str = "duration") 
     return None
 
 
-def check_label_selector(labels: dict[str, Any]) -> list[tuple[str, str]]:
-    """(key, message) for each invalid label key or value in a selector."""
-    problems: list[tuple[str, str]] = []
-    for key, value in labels.items():
-        name = key.rsplit("/", 1)[-1]
-        prefix = key.rsplit("/", 1)[0] if "/" in key else None
-        if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name) or (
-            prefix is not None and check_dns1123_subdomain(prefix, "label prefix")
-        ):
-            problems.append((key, f"invalid label key {key!r}: must be a qualified name such as 'app' or 'example.com/tier'"))
-        elif "*" in str(value) and str(value) != "*":
-            problems.append((key, f"invalid label value {value!r}: wildcards are not allowed in label values"))
-        elif len(str(value)) > 63 or not _LABEL_VALUE.match(str(value)):
-            problems.append((key, f"invalid label value {value!r} for {key!r}: at most 63 letters, digits, '-', '_' or '.'"))
-    return problems
+def check_percent(value: float | None, what: str = "percent") -> str | None:
+    """Istio's ValidatePercent: 0 to 100 inclusive."""
+    if value is not None and not 0 <= value <= 100:
+        return f"{what} must be between 0 and 100, got {value}"
+    return None
 
 
-def join(path: str, *parts: str | int) -> str:
-    """Extend a field path: join('spec.http', 0, 'route') -> 'spec.http[0].route'."""
-    out = path
-    for part in parts:
-        out = f"{out}[{part}]" if isinstance(part, int) else (f"{out}.{part}" if out else part)
-    return out
+# --- exportTo ---------------------------------------------------------------------------
+
+
+def _export_to_problem(value: str, *, allow_none: bool) -> str | None:
+    if value in (".", "*") or (value == "~" and allow_none):
+        return None
+    if value == "~":
+        return "exportTo '~' (no namespace) is only allowed for ServiceEntry: use '.', '*' or a namespace name"
+    if not is_dns1123_label(value):
+        allowed = "'.', '*', '~'" if allow_none else "'.', '*'"
+        return f"invalid exportTo entry {value!r}: use {allowed} or a namespace name"
+    return None
+
+
+def _duplicate_export(value: str, earlier: Sequence[str], namespace: str) -> str:
+    if value == "." or (value == namespace and "." in earlier):
+        return f"duplicate exportTo entry: '.' and the current namespace {namespace!r} name the same namespace"
+    return f"duplicate exportTo entry {value!r}: list each namespace once"
+
+
+def check_export_to(
+    f: Findings,
+    values: Sequence[str],
+    *,
+    namespace: str,
+    path: str = "spec.exportTo",
+    allow_none: bool = False,
+    with_selector: bool = False,
+) -> None:
+    """Istio's validateExportTo: '.', '*', '~' (ServiceEntry only) or namespace names, each once.
+
+    '*' and '~' stand alone; a DestinationRule with a workload selector is
+    exported to its own namespace only.
+    """
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        name = namespace if value == "." else value
+        if name in seen:
+            f.error(join(path, i), _duplicate_export(value, values[:i], namespace))
+        elif problem := _export_to_problem(value, allow_none=allow_none):
+            f.error(join(path, i), problem)
+        else:
+            seen.add(name)
+    if with_selector and seen:
+        if namespace not in seen:
+            f.error(path, "a destination rule with a workloadSelector can only be exported to its own namespace ('.')")
+        elif len(seen) > 1:
+            f.error(path, "a destination rule with a workloadSelector cannot have more than one exportTo entry")
+    if "*" in seen and len(values) > 1:
+        f.error(path, "'*' exports to every namespace: do not combine it with other exportTo entries")
+    if "~" in seen and len(values) > 1:
+        f.error(path, "'~' exports to no namespace: do not combine it with other exportTo entries")

@@ -1,0 +1,284 @@
+"""``malla run``: a workload with its own sidecar, pilot-agent's job for a process on a host.
+
+Theory of operation, in the order it happens:
+
+1. Ask the control plane for this workload's identity on the host: a
+   loopback address of its own and an xDS node id.
+2. Pick a free local port per declared service port for the app, render the
+   Envoy bootstrap (node metadata describes the proxy, see
+   ``malla.discovery.proxies``) and start Envoy. Its bootstrap has
+   ``initial_fetch_timeout: 0``, so Envoy is ready only once it has its
+   config: wait for that *before* starting the app.
+3. Start the app with ``PORT`` (and ``MALLA_*``) set and the standard proxy
+   variables pointing at the sidecar's outbound listener, so plain HTTP to
+   ``http://reviews:9080/`` goes through the mesh with no code change.
+4. When the app answers (TCP connect, or ``--ready-path`` over HTTP),
+   register the workload: only now does it receive traffic.
+5. On SIGINT/SIGTERM: withdraw the endpoint first, give the mesh a moment
+   to stop sending (``drain``), then pass the signal to the app. When the
+   app exits: deregister, stop Envoy, release the address, and exit with
+   the app's exit status (128+N when a signal N ended it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from malla.agent.ports import PortSpec, free_port
+from malla.controlplane.home import ControlPlaneState
+from malla.discovery.proxies import node_metadata
+from malla.envoy.bootstrap import TcpAddress, build_bootstrap
+from malla.envoy.process import EnvoyError, EnvoyProcess
+from malla.pilot.snapshot import InboundPort, Proxy, XdsMode
+
+log = logging.getLogger(__name__)
+
+
+class AgentError(RuntimeError):
+    """The workload could not join the mesh; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    name: str
+    command: tuple[str, ...]
+    home: Path
+    namespace: str = "default"
+    version: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    service_account: str | None = None
+    ports: tuple[PortSpec, ...] = ()
+    ready_path: str | None = None
+    xds_mode: XdsMode = XdsMode.SOTW
+    startup_timeout: float = 30.0
+    drain_seconds: float = 1.0
+    stop_timeout: float = 10.0
+
+
+@dataclass
+class Workload:
+    """What the agent holds while the workload runs."""
+
+    address: str
+    node_id: str
+    app_ports: dict[int, int]
+    envoy: EnvoyProcess
+    env: dict[str, str]
+    registered_key: str | None = None
+
+
+Progress = Callable[[str], None]
+
+
+class Agent:
+    def __init__(self, options: RunOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> None:
+        self.options = options
+        self.state = state
+        self.progress = progress
+        self.workload: Workload | None = None
+        self._app: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+
+    # -- control plane calls ----------------------------------------------------
+
+    def _api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return httpx.request(method, self.state.api_url + path, timeout=10, **kwargs)
+        except httpx.HTTPError as exc:
+            raise AgentError(f"the control plane at {self.state.api_url} did not answer: {exc}") from exc
+
+    def labels(self) -> dict[str, str]:
+        labels = {"app": self.options.name, **self.options.labels}
+        if self.options.version:
+            labels["version"] = self.options.version
+        return labels
+
+    # -- start ----------------------------------------------------------------
+
+    def start_sidecar(self) -> Workload:
+        o = self.options
+        lease = self._api("POST", "/api/v1/addresses", json={"name": o.name, "namespace": o.namespace}).json()
+        address, node_id = lease["address"], lease["nodeId"]
+        app_ports = {p.port: free_port() for p in o.ports}
+        proxy = Proxy(
+            id=node_id, namespace=o.namespace, labels=self.labels(), ip=address, app_address="127.0.0.1",
+            service_account=o.service_account or o.name,
+            inbound=tuple(InboundPort(port=p.port, app_port=app_ports[p.port], name=p.name, protocol=p.protocol) for p in o.ports),
+            xds_mode=o.xds_mode,
+        )
+        host, _, port = self.state.xds_address.rpartition(":")
+        bootstrap = build_bootstrap(
+            node_id=node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=TcpAddress(host, int(port)),
+            mode=o.xds_mode.value, node_metadata=node_metadata(proxy, workload_name=o.name),
+        )
+        workdir = self.options.home / "workloads" / node_id.split("~")[2]
+        envoy = EnvoyProcess(bootstrap, workdir=workdir, die_with_parent=True)
+        self.progress(f"starting sidecar for {o.name} at {address}")
+        envoy.start()
+        self.workload = Workload(address, node_id, app_ports, envoy, self._app_env(address, app_ports, proxy))
+        try:
+            envoy.wait_ready(timeout=o.startup_timeout)
+        except EnvoyError as exc:
+            raise AgentError(f"the sidecar did not get its configuration: {exc}") from exc
+        self.progress("sidecar ready (configured by the control plane)")
+        return self.workload
+
+    def _app_env(self, address: str, app_ports: dict[int, int], proxy: Proxy) -> dict[str, str]:
+        o = self.options
+        outbound = f"http://{address}:{proxy.outbound_port or 15001}"
+        env = dict(os.environ)
+        env.update(
+            {
+                "MALLA_NAME": o.name,
+                "MALLA_NAMESPACE": o.namespace,
+                "MALLA_ADDRESS": address,
+                "MALLA_SIDECAR": outbound,
+                "MALLA_SERVICE_ACCOUNT": proxy.service_account,
+                "MALLA_LABELS": ",".join(f"{k}={v}" for k, v in sorted(self.labels().items())),
+                # The standard proxy variables: Python, curl, Go, Node's agents and most clients honour them.
+                "HTTP_PROXY": outbound,
+                "http_proxy": outbound,
+                "NO_PROXY": "localhost,127.0.0.1,::1",
+                "no_proxy": "localhost,127.0.0.1,::1",
+            }
+        )
+        if o.version:
+            env["MALLA_VERSION"] = o.version
+        if app_ports:
+            first = o.ports[0].port
+            env["PORT"] = str(app_ports[first])
+            env["MALLA_PORTS"] = ",".join(f"{p}={a}" for p, a in app_ports.items())
+        return env
+
+    def start_app(self) -> subprocess.Popen[bytes]:
+        assert self.workload is not None
+        try:
+            self._app = subprocess.Popen(list(self.options.command), env=self.workload.env)
+        except OSError as exc:
+            raise AgentError(f"cannot start {self.options.command[0]!r}: {exc.strerror}") from exc
+        return self._app
+
+    def wait_app_ready(self) -> bool:
+        """True once every app port answers; False if the app exited first."""
+        assert self.workload is not None and self._app is not None
+        deadline = time.monotonic() + self.options.startup_timeout
+        pending = set(self.workload.app_ports.values())
+        while pending:
+            if self._app.poll() is not None or self._stopping.is_set():
+                return False
+            for port in list(pending):
+                if self._answers(port):
+                    pending.discard(port)
+            if time.monotonic() > deadline:
+                raise AgentError(
+                    f"the app did not listen on PORT {sorted(pending)} within {self.options.startup_timeout:.0f} s; "
+                    "it must listen on the port given in $PORT"
+                )
+            time.sleep(0.05)
+        return True
+
+    def _answers(self, port: int) -> bool:
+        if self.options.ready_path:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}{self.options.ready_path}", timeout=1)
+                return r.status_code < 500
+            except httpx.HTTPError:
+                return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def register(self) -> None:
+        assert self.workload is not None
+        o = self.options
+        body = {
+            "name": o.name, "namespace": o.namespace, "labels": self.labels(), "address": self.workload.address,
+            "ports": {p.name: p.port for p in o.ports}, "serviceAccount": o.service_account or o.name,
+            "nodeId": self.workload.node_id,
+        }
+        self.workload.registered_key = self._api("POST", "/api/v1/workloads", json=body).json()["key"]
+        self.progress(f"{o.name} joined the mesh at {self.workload.address} ports {[p.port for p in o.ports]}")
+
+    # -- stop -------------------------------------------------------------------
+
+    def deregister(self) -> None:
+        w = self.workload
+        if w is None or w.registered_key is None:
+            return
+        key, w.registered_key = w.registered_key, None
+        try:
+            self._api("DELETE", "/api/v1/workloads", params={"key": key})
+        except AgentError as exc:
+            log.warning("could not withdraw the endpoint: %s", exc)
+
+    def on_signal(self, signum: int) -> None:
+        """Withdraw first, drain, then pass the signal on (runs on its own thread)."""
+        if self._stopping.is_set():
+            if self._app is not None and self._app.poll() is None:
+                self._app.send_signal(signum)
+            return
+        self._stopping.set()
+        if self.workload is not None and self.workload.registered_key is not None:
+            self.deregister()
+            time.sleep(self.options.drain_seconds)
+        if self._app is not None and self._app.poll() is None:
+            self._app.send_signal(signum)
+
+    def wait_app(self) -> int:
+        assert self._app is not None
+        code = self._app.wait()
+        return 128 - code if code < 0 else code
+
+    def shutdown(self) -> None:
+        if self._app is not None and self._app.poll() is None:
+            self._app.terminate()
+            try:
+                self._app.wait(self.options.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._app.kill()
+                self._app.wait()
+        self.deregister()
+        w = self.workload
+        if w is None:
+            return
+        w.envoy.stop()
+        try:
+            self._api("DELETE", "/api/v1/addresses", params={"address": w.address})
+        except AgentError:
+            pass
+
+
+def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> int:
+    """Run the workload to completion; returns the app's exit status."""
+    agent = Agent(options, state, progress=progress)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: Any) -> None:
+        threading.Thread(target=agent.on_signal, args=(signum,), daemon=True).start()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        agent.start_sidecar()
+        agent.start_app()
+        if options.ports and agent.wait_app_ready() and not agent._stopping.is_set():
+            agent.register()
+        return agent.wait_app()
+    finally:
+        agent.shutdown()
+        for s, h in previous.items():
+            signal.signal(s, h)
