@@ -41,7 +41,12 @@ def bookinfo(*files: str, extra: str = "", mesh: MeshConfig | None = None) -> Me
 
 
 def productpage_proxy():
-    return sidecar("productpage", ip="127.0.0.21", labels={"app": "productpage", "version": "v1"}, inbound=[(9080, 19080, Protocol.HTTP)])
+    return sidecar(
+        "productpage",
+        ip="127.0.0.21",
+        labels={"app": "productpage", "version": "v1"},
+        inbound=[(9080, 19080, Protocol.HTTP)],
+    )
 
 
 def ingress():

@@ -8,7 +8,7 @@ from typing import Any
 from malla.config.parse import parse_text
 from malla.pilot.protocol import Protocol
 from malla.pilot.services import Workload
-from malla.pilot.snapshot import InboundPort, MeshConfig, MeshSnapshot, Proxy, ProxyKind
+from malla.pilot.snapshot import CaptureMode, InboundPort, MeshConfig, MeshSnapshot, Proxy, ProxyKind
 
 TEST_GROUP = "test.malla.dev/v1"
 
@@ -27,7 +27,15 @@ def proxies(text: str) -> list[Proxy]:
     return [_proxy(k.body) for k in parsed.kube if k.api_version == TEST_GROUP and k.kind == "Proxy"]
 
 
-def workload(name: str, address: str, *, labels: dict[str, str] | None = None, ports: dict[str, int] | None = None, namespace: str = "default", **kw: Any) -> Workload:
+def workload(
+    name: str,
+    address: str,
+    *,
+    labels: dict[str, str] | None = None,
+    ports: dict[str, int] | None = None,
+    namespace: str = "default",
+    **kw: Any,
+) -> Workload:
     app = name.rsplit("-", 1)[0] if "-v" in name else name
     return Workload(
         name=name,
@@ -39,18 +47,30 @@ def workload(name: str, address: str, *, labels: dict[str, str] | None = None, p
     )
 
 
-def sidecar(name: str = "client", *, namespace: str = "default", ip: str = "127.0.0.10", labels: dict[str, str] | None = None, inbound: Iterable[tuple[int, int, Protocol]] = (), **kw: Any) -> Proxy:
+def sidecar(
+    name: str = "client",
+    *,
+    namespace: str = "default",
+    ip: str = "127.0.0.10",
+    labels: dict[str, str] | None = None,
+    inbound: Iterable[tuple[int, int, Protocol]] = (),
+    **kw: Any,
+) -> Proxy:
     return Proxy(
         id=f"sidecar~{ip}~{name}.{namespace}",
         namespace=namespace,
         labels=labels if labels is not None else {"app": name},
         ip=ip,
-        inbound=tuple(InboundPort(port=p, app_port=a, protocol=proto, name=proto.value.lower()) for p, a, proto in inbound),
+        inbound=tuple(
+            InboundPort(port=p, app_port=a, protocol=proto, name=proto.value.lower()) for p, a, proto in inbound
+        ),
         **kw,
     )
 
 
-def router(name: str = "ingressgateway", *, namespace: str = "istio-system", labels: dict[str, str] | None = None) -> Proxy:
+def router(
+    name: str = "ingressgateway", *, namespace: str = "istio-system", labels: dict[str, str] | None = None
+) -> Proxy:
     return Proxy(
         id=f"router~0.0.0.0~{name}.{namespace}",
         namespace=namespace,
@@ -78,7 +98,9 @@ def _workload(body: dict[str, Any]) -> Workload:
 def _proxy(body: dict[str, Any]) -> Proxy:
     meta, spec = body["metadata"], body["spec"]
     inbound = tuple(
-        InboundPort(port=p["port"], app_port=p["appPort"], name=p.get("name", ""), protocol=Protocol(p.get("protocol", "TCP")))
+        InboundPort(
+            port=p["port"], app_port=p["appPort"], name=p.get("name", ""), protocol=Protocol(p.get("protocol", "TCP"))
+        )
         for p in spec.get("inbound", [])
     )
     return Proxy(
@@ -89,4 +111,5 @@ def _proxy(body: dict[str, Any]) -> Proxy:
         ip=spec.get("ip", "127.0.0.10"),
         inbound=inbound,
         locality=spec.get("locality", ""),
+        capture=CaptureMode(spec.get("capture", "explicit")),
     )

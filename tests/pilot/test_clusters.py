@@ -1,5 +1,6 @@
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.clusters.dns.v3 import dns_cluster_pb2
+from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
@@ -78,20 +79,30 @@ def test_subsets_get_their_own_clusters_with_merged_policy():
 
 
 def test_consistent_hash_uses_ring_hash_or_maglev():
-    ring = with_rule("  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 4096}}}}\n")
+    ring = with_rule(
+        "  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 4096}}}}\n"
+    )
     c = ring[f"outbound|9080||{HOST}"]
     assert c.lb_policy == Cluster.RING_HASH and c.ring_hash_lb_config.minimum_ring_size.value == 4096
     old = with_rule("  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}\n")
     assert old[f"outbound|9080||{HOST}"].ring_hash_lb_config.minimum_ring_size.value == 1024
-    maglev = with_rule("  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: c, ttl: 10s}, maglev: {tableSize: 65537}}}}\n")
+    maglev = with_rule(
+        "  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: c, ttl: 10s}, maglev: {tableSize: 65537}}}}\n"
+    )
     m = maglev[f"outbound|9080||{HOST}"]
     assert m.lb_policy == Cluster.MAGLEV and m.maglev_lb_config.table_size.value == 65537
 
 
 def test_warmup_becomes_slow_start():
-    out = with_rule("  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 30s, aggression: 2, minimumPercent: 10}}}\n")
+    out = with_rule(
+        "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 30s, aggression: 2, minimumPercent: 10}}}\n"
+    )
     slow = out[f"outbound|9080||{HOST}"].round_robin_lb_config.slow_start_config
-    assert slow.slow_start_window.seconds == 30 and slow.aggression.default_value == 2 and slow.min_weight_percent.value == 10
+    assert (
+        slow.slow_start_window.seconds == 30
+        and slow.aggression.default_value == 2
+        and slow.min_weight_percent.value == 10
+    )
     legacy = with_rule("  trafficPolicy: {loadBalancer: {warmupDurationSecs: 5s}}\n")
     assert legacy[f"outbound|9080||{HOST}"].least_request_lb_config.slow_start_config.slow_start_window.seconds == 5
 
@@ -106,13 +117,22 @@ def test_connection_pool_settings():
     )
     c = out[f"outbound|9080||{HOST}"]
     t = c.circuit_breakers.thresholds[0]
-    assert (t.max_connections.value, t.max_pending_requests.value, t.max_requests.value, t.max_retries.value) == (7, 8, 9, 4)
+    assert (t.max_connections.value, t.max_pending_requests.value, t.max_requests.value, t.max_retries.value) == (
+        7,
+        8,
+        9,
+        4,
+    )
     assert c.connect_timeout.ToMilliseconds() == 250
     ka = c.upstream_connection_options.tcp_keepalive
     assert (ka.keepalive_probes.value, ka.keepalive_time.value, ka.keepalive_interval.value) == (3, 60, 5)
     opts = http_options(c)
     common = opts.common_http_protocol_options
-    assert (common.idle_timeout.seconds, common.max_requests_per_connection.value, common.max_connection_duration.seconds) == (30, 1, 3600)
+    assert (
+        common.idle_timeout.seconds,
+        common.max_requests_per_connection.value,
+        common.max_connection_duration.seconds,
+    ) == (30, 1, 3600)
     assert opts.explicit_http_config.HasField("http2_protocol_options")  # h2UpgradePolicy: UPGRADE
 
 
@@ -131,11 +151,15 @@ def test_outlier_detection_turns_panic_mode_off():
     assert (od.consecutive_gateway_failure.value, od.enforcing_consecutive_gateway_failure.value) == (2, 100)
     assert od.enforcing_success_rate.value == 0 and od.max_ejection_percent.value == 50
     assert od.interval.seconds == 10 and od.base_ejection_time.seconds == 30
-    assert c.common_lb_config.HasField("healthy_panic_threshold") and c.common_lb_config.healthy_panic_threshold.value == 0
+    assert (
+        c.common_lb_config.HasField("healthy_panic_threshold") and c.common_lb_config.healthy_panic_threshold.value == 0
+    )
 
 
 def test_port_level_settings_apply_only_to_their_port():
-    out = with_rule("  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 9090}\n      loadBalancer: {simple: RANDOM}\n")
+    out = with_rule(
+        "  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 9090}\n      loadBalancer: {simple: RANDOM}\n"
+    )
     assert out[f"outbound|9090||{HOST}"].lb_policy == Cluster.RANDOM
     assert out[f"outbound|9080||{HOST}"].lb_policy == Cluster.LEAST_REQUEST
 
@@ -144,6 +168,19 @@ def test_retry_budget():
     out = with_rule("  trafficPolicy: {retryBudget: {percent: 20, minRetryConcurrency: 3}}\n")
     budget = out[f"outbound|9080||{HOST}"].circuit_breakers.thresholds[0].retry_budget
     assert budget.budget_percent.value == 20 and budget.min_retry_concurrency.value == 3
+
+
+def test_proxy_protocol_wraps_the_transport_socket():
+    out = with_rule("  trafficPolicy: {proxyProtocol: {version: V2}, tls: {mode: ISTIO_MUTUAL}}\n")
+    socket = out[f"outbound|9080||{HOST}"].transport_socket
+    wrapper = upstream_proxy_protocol_pb2.ProxyProtocolUpstreamTransport()
+    socket.typed_config.Unpack(wrapper)
+    assert socket.name == "envoy.transport_sockets.upstream_proxy_protocol"
+    assert wrapper.config.version == wrapper.config.V2
+    assert wrapper.transport_socket.name == "envoy.transport_sockets.tls"
+    auto = with_rule("  trafficPolicy: {proxyProtocol: {version: V1}}\n")
+    names = [m.transport_socket.name for m in auto[f"outbound|9080||{HOST}"].transport_socket_matches]
+    assert names == ["envoy.transport_sockets.upstream_proxy_protocol"] * 2
 
 
 def test_istio_mutual_tls_from_a_rule():
@@ -157,7 +194,9 @@ def test_istio_mutual_tls_from_a_rule():
 
 
 def test_simple_tls_origination_and_disable():
-    simple = with_rule("  trafficPolicy: {tls: {mode: SIMPLE, sni: reviews.example.com, caCertificates: /etc/ca.pem}}\n")
+    simple = with_rule(
+        "  trafficPolicy: {tls: {mode: SIMPLE, sni: reviews.example.com, caCertificates: /etc/ca.pem}}\n"
+    )
     ctx = tls_pb2.UpstreamTlsContext()
     simple[f"outbound|9080||{HOST}"].transport_socket.typed_config.Unpack(ctx)
     assert ctx.sni == "reviews.example.com"
@@ -226,8 +265,15 @@ def test_passthrough_services_in_explicit_and_transparent_capture():
     assert "outbound|5432||*.example.com" not in explicit  # no way to know where a TCP connection goes
     assert explicit["PassthroughCluster"].cluster_type.name == "envoy.clusters.dynamic_forward_proxy"
     transparent = clusters(PASSTHROUGH_SE, proxy=sidecar(capture=CaptureMode.TRANSPARENT))
-    for name in ("outbound|80||*.example.com", "outbound|5432||*.example.com", "PassthroughCluster", "InboundPassthroughCluster"):
-        assert transparent[name].type == Cluster.ORIGINAL_DST and transparent[name].lb_policy == Cluster.CLUSTER_PROVIDED
+    for name in (
+        "outbound|80||*.example.com",
+        "outbound|5432||*.example.com",
+        "PassthroughCluster",
+        "InboundPassthroughCluster",
+    ):
+        assert (
+            transparent[name].type == Cluster.ORIGINAL_DST and transparent[name].lb_policy == Cluster.CLUSTER_PROVIDED
+        )
 
 
 def test_inbound_clusters_send_to_the_app():
@@ -261,8 +307,14 @@ spec:
 
 
 def test_clusters_are_sorted_and_deterministic():
-    first = [c.SerializeToString(deterministic=True) for c in clusters(workloads=[workload("reviews-v1", "127.0.0.3")]).values()]
-    second = [c.SerializeToString(deterministic=True) for c in clusters(workloads=[workload("reviews-v1", "127.0.0.3")]).values()]
+    first = [
+        c.SerializeToString(deterministic=True)
+        for c in clusters(workloads=[workload("reviews-v1", "127.0.0.3")]).values()
+    ]
+    second = [
+        c.SerializeToString(deterministic=True)
+        for c in clusters(workloads=[workload("reviews-v1", "127.0.0.3")]).values()
+    ]
     assert first == second
     names = list(clusters())
     assert names == sorted(names)

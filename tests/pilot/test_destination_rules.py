@@ -51,7 +51,12 @@ def test_short_host_is_relative_to_the_rule_namespace():
 
 def test_workload_selector_rules_win_for_the_workloads_they_select():
     plain = dr("plain", "default", "reviews.bookinfo.svc.cluster.local")
-    selected = dr("selected", "default", "reviews.bookinfo.svc.cluster.local", "  workloadSelector: {matchLabels: {app: client}}\n")
+    selected = dr(
+        "selected",
+        "default",
+        "reviews.bookinfo.svc.cluster.local",
+        "  workloadSelector: {matchLabels: {app: client}}\n",
+    )
     assert rule_for(plain + selected, labels={"app": "client"}).sources == ("DestinationRule default/selected",)
     assert rule_for(plain + selected, labels={"app": "other"}).sources == ("DestinationRule default/plain",)
 

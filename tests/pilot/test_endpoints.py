@@ -29,7 +29,10 @@ WORKLOADS = [
 
 
 def addresses(cla):
-    return [(g.locality.region, g.priority, [e.endpoint.address.socket_address.address for e in g.lb_endpoints]) for g in cla.endpoints]
+    return [
+        (g.locality.region, g.priority, [e.endpoint.address.socket_address.address for e in g.lb_endpoints])
+        for g in cla.endpoints
+    ]
 
 
 def assignments(text=REVIEWS, *, proxy=None, names=None):
@@ -55,7 +58,9 @@ def test_endpoint_metadata_drives_auto_mtls():
 
 
 def test_unknown_subset_inbound_and_foreign_names_get_no_assignment():
-    out = assignments(names=[f"outbound|9080|v9|{HOST}", "inbound|9080||", "BlackHoleCluster", "outbound|80||nope.example.com"])
+    out = assignments(
+        names=[f"outbound|9080|v9|{HOST}", "inbound|9080||", "BlackHoleCluster", "outbound|80||nope.example.com"]
+    )
     assert out == {}
 
 
@@ -87,5 +92,30 @@ def test_locality_distribute_sets_weights():
         "    loadBalancer:\n      localityLbSetting:\n        distribute: [{from: us/east/*, to: {'us/east/*': 80, 'eu/*': 20}}]\n",
     )
     aware = assignments(text, proxy=sidecar(locality="us/east/a"))[f"outbound|9080||{HOST}"]
-    weights = {(g.locality.region, g.locality.zone, g.locality.sub_zone): g.load_balancing_weight.value for g in aware.endpoints}
+    weights = {
+        (g.locality.region, g.locality.zone, g.locality.sub_zone): g.load_balancing_weight.value
+        for g in aware.endpoints
+    }
     assert weights == {("us", "east", "a"): 40, ("us", "east", "b"): 40, ("eu", "west", "a"): 20}
+
+
+def test_servers_that_disable_mtls_are_sent_plaintext():
+    text = (
+        REVIEWS
+        + """
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: legacy-v2}
+spec:
+  selector: {matchLabels: {version: v2}}
+  mtls: {mode: DISABLE}
+"""
+    )
+    out = assignments(text)
+    modes = {
+        e.endpoint.address.socket_address.address: e.metadata.filter_metadata["envoy.transport_socket_match"]["tlsMode"]
+        for g in out[f"outbound|9080||{HOST}"].endpoints
+        for e in g.lb_endpoints
+    }
+    assert modes == {"127.0.0.11": "istio", "127.0.0.12": "disabled", "127.0.0.13": "istio"}

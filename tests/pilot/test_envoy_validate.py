@@ -47,7 +47,9 @@ def test_envoy_accepts_generated_config(case, tmp_path):
     for proxy, resources in load_case(case):
         assert_consistent(resources, secrets=["default", "ROOTCA", "kubernetes://bookinfo-cert"])
         result = validate(static_bootstrap_json(resources, node_id=proxy.id), tmp_path)
-        assert result.returncode == 0, f"{case}/{proxy.id}: Envoy rejected the config:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        assert result.returncode == 0, (
+            f"{case}/{proxy.id}: Envoy rejected the config:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
         assert "OK" in result.stdout + result.stderr
 
 

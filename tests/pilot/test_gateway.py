@@ -119,7 +119,9 @@ def test_gateways_apply_only_to_routers_they_select():
 
 
 def test_mutual_tls_server_requires_client_certificates():
-    text = BACKENDS.replace("tls: {mode: SIMPLE, credentialName: web-cert}", "tls: {mode: MUTUAL, credentialName: web-cert}")
+    text = BACKENDS.replace(
+        "tls: {mode: SIMPLE, credentialName: web-cert}", "tls: {mode: MUTUAL, credentialName: web-cert}"
+    )
     res = generate(router(), snapshot(text))
     chain = next(c for c in res[LISTENER]["0.0.0.0_8443"].filter_chains if c.name.startswith("https."))
     ctx = tls_pb2.DownstreamTlsContext()

@@ -9,7 +9,9 @@ FILES = ("destination-rule-all.yaml", "virtual-service-reviews-jason-v2-v3.yaml"
 
 
 def serialized(resources):
-    return {t: {n: m.SerializeToString(deterministic=True) for n, m in by_name.items()} for t, by_name in resources.items()}
+    return {
+        t: {n: m.SerializeToString(deterministic=True) for n, m in by_name.items()} for t, by_name in resources.items()
+    }
 
 
 def test_generation_is_deterministic_and_sorted():
@@ -71,7 +73,12 @@ def test_config_changes_push_what_they_affect():
     vs = Change(kinds=frozenset({"VirtualService"}))
     assert rds_needs_push(vs, proxy) and lds_needs_push(vs, proxy) and not cds_needs_push(vs, proxy)
     dr = Change(kinds=frozenset({"DestinationRule"}))
-    assert cds_needs_push(dr, proxy) and eds_needs_push(dr, proxy) and rds_needs_push(dr, proxy) and not lds_needs_push(dr, proxy)
+    assert (
+        cds_needs_push(dr, proxy)
+        and eds_needs_push(dr, proxy)
+        and rds_needs_push(dr, proxy)
+        and not lds_needs_push(dr, proxy)
+    )
     gw = Change(kinds=frozenset({"Gateway"}))
     assert lds_needs_push(gw, gateway) and rds_needs_push(gw, gateway)
     assert not lds_needs_push(gw, proxy) and not rds_needs_push(gw, proxy)

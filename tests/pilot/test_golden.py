@@ -18,7 +18,9 @@ def test_generated_config_matches_golden(case, update_goldens):
         assert path.exists(), f"{path} is missing: run pytest tests/pilot --update-goldens and review it"
         expected = json.loads(path.read_text())
         for kind in ("clusters", "endpoints", "listeners", "routes"):
-            assert sorted(actual.get(kind, {})) == sorted(expected.get(kind, {})), f"{case}/{proxy.id}: {kind} names differ"
+            assert sorted(actual.get(kind, {})) == sorted(expected.get(kind, {})), (
+                f"{case}/{proxy.id}: {kind} names differ"
+            )
             for name, body in actual.get(kind, {}).items():
                 assert body == expected[kind][name], f"{case}/{proxy.id}: {kind} {name} differs from the golden file"
 

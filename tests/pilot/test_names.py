@@ -9,7 +9,9 @@ hostname = st.lists(label, min_size=1, max_size=5).map(".".join) | label.map(lam
 port = st.integers(min_value=0, max_value=65535)
 
 
-@given(direction=st.sampled_from(list(names.Direction)), port=port, subset=st.just("") | label, host=st.just("") | hostname)
+@given(
+    direction=st.sampled_from(list(names.Direction)), port=port, subset=st.just("") | label, host=st.just("") | hostname
+)
 def test_cluster_names_round_trip_in_both_forms(direction, port, subset, host):
     key = names.ClusterKey(direction, port, subset, host)
     assert names.parse_cluster_name(names.format_cluster_name(direction, port=port, subset=subset, host=host)) == key

@@ -5,7 +5,20 @@ from pathlib import Path
 
 import malla.pilot
 
-FORBIDDEN = {"grpc", "asyncio", "os", "socket", "subprocess", "time", "datetime", "random", "threading", "watchfiles", "kubernetes", "pathlib"}
+FORBIDDEN = {
+    "grpc",
+    "asyncio",
+    "os",
+    "socket",
+    "subprocess",
+    "time",
+    "datetime",
+    "random",
+    "threading",
+    "watchfiles",
+    "kubernetes",
+    "pathlib",
+}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -17,12 +17,20 @@ def test_kubernetes_service_endpoints_are_the_matching_workloads():
     snap = snapshot(
         REVIEWS,
         workloads=[
-            workload("reviews-v1", "127.0.0.11", labels={"app": "reviews", "version": "v1"}, ports={"http": 9080, "api": 7000}),
+            workload(
+                "reviews-v1",
+                "127.0.0.11",
+                labels={"app": "reviews", "version": "v1"},
+                ports={"http": 9080, "api": 7000},
+            ),
             workload("ratings-v1", "127.0.0.12", labels={"app": "ratings"}),
         ],
     )
     svc = snap.registry.service("reviews.default.svc.cluster.local", namespace="default")
-    assert [(p.name, p.port, p.protocol) for p in svc.ports] == [("http", 9080, Protocol.HTTP), ("grpc-api", 9090, Protocol.GRPC)]
+    assert [(p.name, p.port, p.protocol) for p in svc.ports] == [
+        ("http", 9080, Protocol.HTTP),
+        ("grpc-api", 9090, Protocol.GRPC),
+    ]
     assert [(e.address, e.port) for e in snap.registry.endpoints_of(svc, 9080)] == [("127.0.0.11", 9080)]
     (grpc,) = snap.registry.endpoints_of(svc, 9090)
     assert grpc.port == 7000  # the named targetPort, looked up in the workload's ports
@@ -163,7 +171,9 @@ spec: {ports: [{name: http, port: 0}]}
 """
     )
     assert snap.registry.services == ()
-    assert snap.registry.problems == ("Service default/broken: spec.ports[0].port must be a port number (1-65535), got 0",)
+    assert snap.registry.problems == (
+        "Service default/broken: spec.ports[0].port must be a port number (1-65535), got 0",
+    )
 
 
 def test_headless_and_external_name_services():

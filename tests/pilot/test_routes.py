@@ -98,7 +98,11 @@ def test_redirect_and_direct_response():
   - directResponse: {status: 418, body: {string: teapot}}
 """
     r = request(vs(http), path="/old/x")
-    assert (r.redirect.path_redirect, r.redirect.host_redirect, r.redirect.scheme_redirect) == ("/new", "new.example.com", "https")
+    assert (r.redirect.path_redirect, r.redirect.host_redirect, r.redirect.scheme_redirect) == (
+        "/new",
+        "new.example.com",
+        "https",
+    )
     assert r.redirect.response_code == rc.RedirectAction.PERMANENT_REDIRECT
     teapot = request(vs(http), path="/")
     assert teapot.direct_response == 418 and teapot.route.direct_response.body.inline_string == "teapot"
@@ -140,7 +144,9 @@ def test_mirror_and_mirrors_with_percentages():
     mirrors: [{destination: {host: ratings}}, {destination: {host: reviews, subset: v2}, percentage: {value: 0.5}}]
 """
     one = request(vs(http), path="/one").route.route.request_mirror_policies
-    assert [(m.cluster, m.runtime_fraction.default_value.numerator) for m in one] == [(f"outbound|9080|v2|{REVIEWS}", 125_000)]
+    assert [(m.cluster, m.runtime_fraction.default_value.numerator) for m in one] == [
+        (f"outbound|9080|v2|{REVIEWS}", 125_000)
+    ]
     many = request(vs(http), path="/").route.route.request_mirror_policies
     assert [(m.cluster, m.runtime_fraction.default_value.numerator) for m in many] == [
         ("outbound|9080||ratings.default.svc.cluster.local", 1_000_000),
@@ -155,8 +161,16 @@ def test_cors_policy_is_a_per_route_config():
     route = request(vs(http)).route
     cors = cors_pb2.CorsPolicy()
     route.typed_per_filter_config[CORS_FILTER].Unpack(cors)
-    assert [m.exact or m.safe_regex.regex for m in cors.allow_origin_string_match] == ["https://a.example.com", ".*\\.b\\.com"]
-    assert (cors.allow_methods, cors.allow_headers, cors.expose_headers, cors.max_age) == ("GET,POST", "x-a", "x-b", "86400")
+    assert [m.exact or m.safe_regex.regex for m in cors.allow_origin_string_match] == [
+        "https://a.example.com",
+        ".*\\.b\\.com",
+    ]
+    assert (cors.allow_methods, cors.allow_headers, cors.expose_headers, cors.max_age) == (
+        "GET,POST",
+        "x-a",
+        "x-b",
+        "86400",
+    )
     assert cors.allow_credentials.value
 
 
@@ -181,12 +195,14 @@ def test_header_operations_on_routes_and_destinations():
 
 
 def test_delegation_merges_root_and_delegate_matches():
-    text = vs(
-        """  - match: [{uri: {prefix: /reviews}}]
+    text = (
+        vs(
+            """  - match: [{uri: {prefix: /reviews}}]
     delegate: {name: reviews-team, namespace: default}
   - route: [{destination: {host: ratings}}]
 """
-    ) + """
+        )
+        + """
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -198,6 +214,7 @@ spec:
   - match: [{uri: {prefix: /other}}]
     route: [{destination: {host: reviews, subset: v1}}]
 """
+    )
     assert request(text, path="/reviews/v2/1").cluster == f"outbound|9080|v2|{REVIEWS}"
     # /other is outside the root's /reviews: that delegate route cannot apply.
     assert request(text, path="/other").cluster == "outbound|9080||ratings.default.svc.cluster.local"
@@ -212,7 +229,8 @@ def test_virtual_service_hosts_without_a_service_are_served_on_port_80():
 
 def test_consistent_hash_puts_a_hash_policy_on_routes():
     text = SERVICES.replace(
-        "spec: {host: reviews, subsets:", "spec: {host: reviews, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}, subsets:"
+        "spec: {host: reviews, subsets:",
+        "spec: {host: reviews, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}, subsets:",
     )
     res = generate(sidecar(ip="127.0.0.10"), snapshot(text))
     r = simulate(res, Request(port=15001, address="127.0.0.10", host="reviews:9080"))
@@ -229,7 +247,25 @@ def test_domains_of_other_namespaces_need_their_namespace():
 
 @pytest.mark.parametrize(
     ("text", "policy", "codes"),
-    [("5xx", "5xx", []), ("503,retriable-4xx", "retriable-4xx,retriable-status-codes", [503]), (" a , a ,b", "a,b", [])],
+    [
+        ("5xx", "5xx", []),
+        ("503,retriable-4xx", "retriable-4xx,retriable-status-codes", [503]),
+        (" a , a ,b", "a,b", []),
+    ],
 )
 def test_parse_retry_on(text, policy, codes):
     assert parse_retry_on(text) == (policy, codes)
+
+
+def test_wildcard_virtual_service_hosts_route_names_no_service_has():
+    extra = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: a}
+spec: {hosts: [a.example.com], resolution: DNS, ports: [{number: 80, name: http}]}
+"""
+    text = extra + vs("  - route: [{destination: {host: ratings}}]\n", hosts="['*.example.com']")
+    ratings = "outbound|9080||ratings.default.svc.cluster.local"
+    assert request(text, host="b.example.com").cluster == ratings
+    assert request(text, host="a.example.com").cluster == ratings  # the VirtualService governs a.example.com too

@@ -36,7 +36,9 @@ def test_unknown_hosts_pass_through_or_are_blocked():
 
 
 def test_header_based_routing_jason_goes_to_v2():
-    res = generate(productpage_proxy(), bookinfo("destination-rule-all.yaml", "virtual-service-reviews-jason-v2-v3.yaml"))
+    res = generate(
+        productpage_proxy(), bookinfo("destination-rule-all.yaml", "virtual-service-reviews-jason-v2-v3.yaml")
+    )
     jason = via_proxy(res, "reviews:9080", headers={"end-user": "jason"})
     assert jason.cluster == f"outbound|9080|v2|{REVIEWS}"
     assert via_proxy(res, "reviews:9080", headers={"end-user": "bob"}).cluster == f"outbound|9080|v3|{REVIEWS}"
@@ -50,7 +52,9 @@ def test_weighted_routing():
 
 
 def test_fault_injection_aborts_for_jason_only():
-    res = generate(productpage_proxy(), bookinfo("destination-rule-all.yaml", "virtual-service-ratings-test-abort.yaml"))
+    res = generate(
+        productpage_proxy(), bookinfo("destination-rule-all.yaml", "virtual-service-ratings-test-abort.yaml")
+    )
     jason = via_proxy(res, "ratings:9080", headers={"end-user": "jason"})
     assert jason.fault.abort.http_status == 500
     assert jason.fault.abort.percentage.numerator == 1_000_000  # 100% of a million

@@ -1,9 +1,11 @@
 import pytest
 
+from malla.pilot.generate import generate
 from malla.pilot.sidecar_scope import build_scope
-from malla.pilot.snapshot import MeshConfig
+from malla.pilot.simulate import Request, simulate
+from malla.pilot.snapshot import MeshConfig, sidecar_for
 
-from tests.pilot.mesh import sidecar, snapshot
+from tests.pilot.mesh import sidecar, snapshot, workload
 
 SIDECARS = """
 apiVersion: networking.istio.io/v1
@@ -38,7 +40,9 @@ def test_sidecar_resource_selection_follows_istio(namespace, labels, expected):
 
 
 def test_scope_filters_services_and_virtual_services_by_egress_hosts():
-    text = SIDECARS + """
+    text = (
+        SIDECARS
+        + """
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -60,6 +64,7 @@ kind: VirtualService
 metadata: {name: gw-only, namespace: shop}
 spec: {hosts: [api.shop.internal], gateways: [ingress], http: [{route: [{destination: {host: api.shop.internal}}]}]}
 """
+    )
     snap = snapshot(text)
     ui = build_scope(sidecar(namespace="shop", labels={"app": "ui"}), snap)
     assert [s.hostname for s in ui.services] == ["api.shop.internal"]
@@ -86,3 +91,19 @@ def test_mesh_config_is_one_frozen_object_in_the_hash():
     with pytest.raises(AttributeError):
         mesh.trust_domain = "x"  # type: ignore[misc]
     assert snapshot(mesh=mesh).version != snapshot(mesh=mesh.with_(trust_domain="example.org")).version
+
+
+def test_a_workloads_sidecar_serves_its_registered_ports():
+    reviews = workload("reviews", "127.0.0.5", ports={"http": 9080, "grpc-admin": 9090})
+    proxy = sidecar_for(reviews, app_ports={"http": 40001})
+    assert [(p.port, p.app_port, p.protocol.value) for p in proxy.inbound] == [
+        (9080, 40001, "HTTP"),
+        (9090, 9090, "GRPC"),
+    ]
+    snap = snapshot(workloads=[reviews])
+    served = simulate(generate(proxy, snap), Request(port=9080, address="127.0.0.5", host="reviews:9080"))
+    assert served.cluster == "inbound|9080||"
+    caller = simulate(
+        generate(sidecar(ip="127.0.0.6"), snap), Request(port=15001, address="127.0.0.6", host="reviews:9080")
+    )
+    assert caller.cluster == "outbound|9080||reviews.default.svc.cluster.local"

@@ -41,11 +41,12 @@ CASES = [
     # selector / targetRef / targetRefs
     ({"selector": {"matchLabels": {"app": "a"}}, "targetRef": GW}, "error", "spec.targetRef", "only one of"),
     ({"targetRef": GW, "targetRefs": [GW]}, "error", "spec.targetRefs", "only one of"),
-    ({"selector": {}}, "warning", "spec.selector.matchLabels", "without labels"),
+    ({"selector": {}}, "warning", "spec.selector", "without labels"),
     ({"selector": {"matchLabels": {"app": "*"}}}, "error", "spec.selector.matchLabels[app]", "wildcard"),
     ({"selector": {"matchLabels": {"": "a"}}}, "error", "spec.selector.matchLabels[]", "empty label key"),
-    ({"selector": {"matchLabels": {"app": "a b"}}}, "error", "spec.selector.matchLabels[app]", "invalid label value"),
-    ({"selector": {"matchLabels": {"-app": "a"}}}, "error", "spec.selector.matchLabels[-app]", "invalid label key"),
+    # Istio accepts a selector label no workload can carry; it never matches anything.
+    ({"selector": {"matchLabels": {"app": "a b"}}}, "warning", "spec.selector.matchLabels[app]", "invalid label value"),
+    ({"selector": {"matchLabels": {"-app": "a"}}}, "warning", "spec.selector.matchLabels[-app]", "invalid label key"),
     ({"targetRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway"}}, "error", "spec.targetRef.name", "name is required"),
     ({"targetRef": {**GW, "namespace": "other"}}, "error", "spec.targetRef.namespace", "cross-namespace"),
     ({"targetRef": {"name": "gw"}}, "error", "spec.targetRef.kind", "kind is required"),

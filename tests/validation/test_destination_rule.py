@@ -120,14 +120,14 @@ ERRORS = [
     ("duplicate subsets", {"host": "a", "subsets": [{"name": "v1"}, {"name": "v1"}]}, "spec.subsets[1].name", "duplicate"),
     ("subset without name", {"host": "a", "subsets": [{"labels": {"v": "1"}}]}, "spec.subsets[0].name", "empty"),
     ("subset name", {"host": "a", "subsets": [{"name": "v1.0"}]}, "spec.subsets[0].name", "DNS-1123"),
-    ("subset label key", {"host": "a", "subsets": [{"name": "v1", "labels": {"bad key": "1"}}]}, "spec.subsets[0].labels.bad key", "label key"),
-    ("subset label value", {"host": "a", "subsets": [{"name": "v1", "labels": {"v": "*"}}]}, "spec.subsets[0].labels.v", "label value"),
+    ("subset label key", {"host": "a", "subsets": [{"name": "v1", "labels": {"bad key": "1"}}]}, "spec.subsets[0].labels[bad key]", "label key"),
+    ("subset label value", {"host": "a", "subsets": [{"name": "v1", "labels": {"v": "*"}}]}, "spec.subsets[0].labels[v]", "label value"),
     ("subset policy", {"host": "a", "subsets": [{"name": "v1", "trafficPolicy": {}}]}, "spec.subsets[0].trafficPolicy", "at least one"),
     ("exportTo entry", {"host": "a", "exportTo": ["a.b"]}, "spec.exportTo[0]", "namespace name"),
     ("exportTo with selector", {"host": "a", "exportTo": ["*"], "workloadSelector": {"matchLabels": {"app": "a"}}}, "spec.exportTo", "own namespace"),
     ("exportTo two with selector", {"host": "a", "exportTo": [".", "other"], "workloadSelector": {"matchLabels": {"app": "a"}}},
      "spec.exportTo", "more than one"),
-    ("selector wildcard", {"host": "a", "workloadSelector": {"matchLabels": {"app": "rev*"}}}, "spec.workloadSelector.matchLabels.app", "wildcard"),
+    ("selector wildcard", {"host": "a", "workloadSelector": {"matchLabels": {"app": "rev*"}}}, "spec.workloadSelector.matchLabels[app]", "wildcard"),
 ]  # fmt: skip
 
 

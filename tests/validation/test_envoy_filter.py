@@ -53,7 +53,7 @@ CASES = [
     ({"workloadSelector": {"labels": {"": "x"}}}, "error", "spec.workloadSelector.labels[]", "empty"),
     ({"workloadSelector": {"labels": {"app": "*"}}}, "error", "spec.workloadSelector.labels[app]", "wildcard"),
     ({"workloadSelector": {}}, "warning", "spec.workloadSelector", "every workload"),
-    ({"workloadSelector": {"labels": {"app": "a"}}, "targetRefs": [GW]}, "error", "spec", "only one of"),
+    ({"workloadSelector": {"labels": {"app": "a"}}, "targetRefs": [GW]}, "error", "spec.targetRefs", "only one of"),
     ({"targetRefs": [{**GW, "name": f"g{i}"} for i in range(17)]}, "error", "spec.targetRefs", "at most 16"),
     ({"targetRefs": [{"name": "gw"}]}, "error", "spec.targetRefs[0].kind", "kind is required"),
     ({"targetRefs": [{**GW, "namespace": "other"}]}, "error", "spec.targetRefs[0].namespace", "cross-namespace"),

@@ -26,7 +26,7 @@ CASES = [
     ({"selector": APP, "portLevelMtls": {70000: {"mode": "DISABLE"}}}, "error", "spec.portLevelMtls[70000]", "between 1 and 65535"),
     ({"selector": {"matchLabels": {"app": "fin*"}}}, "error", "spec.selector.matchLabels[app]", "wildcard"),
     ({"selector": {"matchLabels": {"app": "x" * 64}}}, "error", "spec.selector.matchLabels[app]", "at most 63"),
-    ({"selector": {}, "mtls": {"mode": "STRICT"}}, "warning", "spec.selector.matchLabels", "without labels"),
+    ({"selector": {}, "mtls": {"mode": "STRICT"}}, "warning", "spec.selector", "without labels"),
 ]
 
 

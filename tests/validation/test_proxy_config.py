@@ -26,7 +26,7 @@ CASES = [
     ({"selector": {"matchLabels": {"app": "ra*"}}}, "error", "spec.selector.matchLabels[app]", "wildcard"),
     ({"selector": {"matchLabels": {"a*": "x"}}}, "error", "spec.selector.matchLabels[a*]", "wildcard"),
     ({"selector": {"matchLabels": {"app": "x" * 64}}}, "error", "spec.selector.matchLabels[app]", "63"),
-    ({"selector": {"matchLabels": {"app": "a"}}, "targetRef": WAYPOINT}, "error", "spec", "only one of"),
+    ({"selector": {"matchLabels": {"app": "a"}}, "targetRef": WAYPOINT}, "error", "spec.targetRef", "only one of"),
     ({"targetRef": {"group": "gateway.networking.k8s.io", "name": "w"}}, "error", "spec.targetRef.kind",
      "kind is required"),
     ({"targetRef": {**WAYPOINT, "kind": "9Gateway"}}, "error", "spec.targetRef.kind", "invalid kind"),

@@ -31,7 +31,7 @@ def egress(*listeners: dict) -> dict:
 
 
 ERRORS = [
-    ("selector wildcard", {"workloadSelector": {"labels": {"app": "*"}}, **egress(ALL)}, "spec.workloadSelector.labels.app", "wildcard"),
+    ("selector wildcard", {"workloadSelector": {"labels": {"app": "*"}}, **egress(ALL)}, "spec.workloadSelector.labels[app]", "wildcard"),
     ("empty sidecar", {"workloadSelector": {"labels": {"app": "a"}}}, "spec", "empty Sidecar"),
     # ingress
     ("ingress without port", {"ingress": [{"defaultEndpoint": "127.0.0.1:8080"}]}, f"{I0}.port", "need a port"),

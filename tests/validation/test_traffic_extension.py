@@ -77,7 +77,7 @@ CASES = [
     (lua(targetRefs=[{"kind": "Service"}]), "error", "spec.targetRefs[0].name", "name is required"),
     (lua(targetRefs=[{**GATEWAY, "name": f"gw{i}"} for i in range(17)]), "error", "spec.targetRefs", "at most 16"),
     (lua(selector={"matchLabels": {"app": "*"}}), "error", "spec.selector.matchLabels[app]", "wildcard"),
-    (lua(selector={}), "warning", "spec.selector.matchLabels", "every workload"),
+    (lua(selector={}), "warning", "spec.selector", "every workload"),
 ]
 
 

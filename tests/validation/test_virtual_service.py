@@ -77,8 +77,8 @@ ERRORS = [
     ("header name", match(headers={"bad header": {"exact": "a"}}), "spec.http[0].match[0].headers.bad header", "header name"),
     ("without header name", match(withoutHeaders={"": {}}), "spec.http[0].match[0].withoutHeaders.", "empty"),
     ("match port", match(port=70000), "spec.http[0].match[0].port", "65535"),
-    ("source label key", match(sourceLabels={"-bad": "a"}), "spec.http[0].match[0].sourceLabels.-bad", "label key"),
-    ("source label value", match(sourceLabels={"app": "a b"}), "spec.http[0].match[0].sourceLabels.app", "label value"),
+    ("source label key", match(sourceLabels={"-bad": "a"}), "spec.http[0].match[0].sourceLabels[-bad]", "label key"),
+    ("source label value", match(sourceLabels={"app": "a b"}), "spec.http[0].match[0].sourceLabels[app]", "label value"),
     ("match gateway", match(gateways=["ns/Bad_Name"]), "spec.http[0].match[0].gateways[0]", "gateway name"),
     ("source namespace", match(sourceNamespace="Bad_NS"), "spec.http[0].match[0].sourceNamespace", "namespace"),
     # header operations
@@ -172,7 +172,7 @@ ERRORS = [
     ("tcp port", {"hosts": ["a"], "tcp": [{"match": [{"port": 65536}], "route": [DEST]}]}, "spec.tcp[0].match[0].port", "65535"),
     ("tcp weights", {"hosts": ["a"], "tcp": [{"route": [{**DEST, "weight": -5}]}]}, "spec.tcp[0].route[0].weight", "negative"),
     ("tcp source labels", {"hosts": ["a"], "tcp": [{"match": [{"sourceLabels": {"a/b/c": "x"}}], "route": [DEST]}]},
-     "spec.tcp[0].match[0].sourceLabels.a/b/c", "label key"),
+     "spec.tcp[0].match[0].sourceLabels[a/b/c]", "label key"),
 ]  # fmt: skip
 
 

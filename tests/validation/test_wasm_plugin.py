@@ -37,7 +37,10 @@ CASES = [
     (plugin(sha256="abc"), "error", "spec.sha256", "64 lower-case hex"),
     (plugin(sha256=SHA.upper()), "error", "spec.sha256", "64 lower-case hex"),
     (plugin(imagePullSecret="s" * 254), "error", "spec.imagePullSecret", "at most 253"),
+    # the CRD gives both minLength 1, as for TrafficExtension's wasm
+    (plugin(imagePullSecret=""), "error", "spec.imagePullSecret", "must not be empty"),
     (plugin(pluginName="p" * 257), "error", "spec.pluginName", "at most 256"),
+    (plugin(pluginName=""), "error", "spec.pluginName", "must not be empty"),
     (env({"value": "x"}), "error", "spec.vmConfig.env[0].name", "name is required"),
     (env({"name": "N" * 257}), "error", "spec.vmConfig.env[0].name", "at most 256"),
     (env({"name": "A"}, {"name": "A", "value": "b"}), "error", "spec.vmConfig.env[1].name", "duplicate"),
@@ -47,6 +50,8 @@ CASES = [
     (plugin(match=[{"ports": [{"number": 0}]}]), "error", "spec.match[0].ports[0].number", "between 1 and 65535"),
     (plugin(match=[{"mode": "SERVER"}, {"ports": [{"number": 80}, {"number": 70000}]}]), "error", "spec.match[1].ports[1].number", "65535"),
     (plugin(match=[{"ports": [{}]}]), "error", "spec.match[0].ports[0].number", "port number is required"),
+    # match.ports is a list-map keyed by number in the CRD
+    (plugin(match=[{"ports": [{"number": 80}, {"number": 80}]}]), "error", "spec.match[0].ports[1].number", "duplicate port 80"),
     (plugin(selector={"matchLabels": {"istio": "ingressgateway"}}, targetRefs=[{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]),
      "error", "spec.targetRefs", "only one of"),
     (plugin(targetRef={"kind": "Gateway", "name": "gw"}), "error", "spec.targetRef.kind", "core/Gateway"),

@@ -22,6 +22,7 @@ Theory of operation, in the order it happens:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -39,6 +40,7 @@ import httpx
 from malla.agent.ports import PortSpec, free_port
 from malla.controlplane.home import ControlPlaneState
 from malla.discovery.proxies import node_metadata
+from malla.envoy.binary import EnvoyNotFoundError
 from malla.envoy.bootstrap import TcpAddress, build_bootstrap
 from malla.envoy.process import EnvoyError, EnvoyProcess
 from malla.pilot.snapshot import InboundPort, Proxy, XdsMode
@@ -90,12 +92,16 @@ class Agent:
         self.workload: Workload | None = None
         self._app: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self.stop_signal: int | None = None
+        # Held while the app starts or the workload registers, so a signal never
+        # slips between "is it stopping?" and the action (see on_signal).
+        self._lock = threading.Lock()
 
     # -- control plane calls ----------------------------------------------------
 
     def _api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return httpx.request(method, self.state.api_url + path, timeout=10, **kwargs)
+            return httpx.request(method, self.state.api_url + path, timeout=10, trust_env=False, **kwargs)
         except httpx.HTTPError as exc:
             raise AgentError(f"the control plane at {self.state.api_url} did not answer: {exc}") from exc
 
@@ -126,8 +132,11 @@ class Agent:
         workdir = self.options.home / "workloads" / node_id.split("~")[2]
         envoy = EnvoyProcess(bootstrap, workdir=workdir, die_with_parent=True)
         self.progress(f"starting sidecar for {o.name} at {address}")
-        envoy.start()
         self.workload = Workload(address, node_id, app_ports, envoy, self._app_env(address, app_ports, proxy))
+        try:
+            envoy.start()
+        except (EnvoyNotFoundError, EnvoyError, OSError) as exc:
+            raise AgentError(f"cannot start the sidecar: {exc}") from exc
         try:
             envoy.wait_ready(timeout=o.startup_timeout)
         except EnvoyError as exc:
@@ -162,12 +171,16 @@ class Agent:
             env["MALLA_PORTS"] = ",".join(f"{p}={a}" for p, a in app_ports.items())
         return env
 
-    def start_app(self) -> subprocess.Popen[bytes]:
+    def start_app(self) -> subprocess.Popen[bytes] | None:
+        """Start the command, unless a stop signal came first (then None)."""
         assert self.workload is not None
-        try:
-            self._app = subprocess.Popen(list(self.options.command), env=self.workload.env)
-        except OSError as exc:
-            raise AgentError(f"cannot start {self.options.command[0]!r}: {exc.strerror}") from exc
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            try:
+                self._app = subprocess.Popen(list(self.options.command), env=self.workload.env, preexec_fn=_term_with_parent)
+            except OSError as exc:
+                raise AgentError(f"cannot start {self.options.command[0]!r}: {exc.strerror}") from exc
         return self._app
 
     def wait_app_ready(self) -> bool:
@@ -192,7 +205,7 @@ class Agent:
     def _answers(self, port: int) -> bool:
         if self.options.ready_path:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}{self.options.ready_path}", timeout=1)
+                r = httpx.get(f"http://127.0.0.1:{port}{self.options.ready_path}", timeout=1, trust_env=False)
                 return r.status_code < 500
             except httpx.HTTPError:
                 return False
@@ -210,7 +223,10 @@ class Agent:
             "ports": {p.name: p.port for p in o.ports}, "serviceAccount": o.service_account or o.name,
             "nodeId": self.workload.node_id,
         }
-        self.workload.registered_key = self._api("POST", "/api/v1/workloads", json=body).json()["key"]
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self.workload.registered_key = self._api("POST", "/api/v1/workloads", json=body).json()["key"]
         self.progress(f"{o.name} joined the mesh at {self.workload.address} ports {[p.port for p in o.ports]}")
 
     # -- stop -------------------------------------------------------------------
@@ -227,19 +243,21 @@ class Agent:
 
     def on_signal(self, signum: int) -> None:
         """Withdraw first, drain, then pass the signal on (runs on its own thread)."""
-        if self._stopping.is_set():
-            if self._app is not None and self._app.poll() is None:
-                self._app.send_signal(signum)
-            return
-        self._stopping.set()
-        if self.workload is not None and self.workload.registered_key is not None:
+        with self._lock:
+            first = not self._stopping.is_set()
+            self._stopping.set()
+            if first:
+                self.stop_signal = signum
+            registered = self.workload is not None and self.workload.registered_key is not None
+        if first and registered:
             self.deregister()
             time.sleep(self.options.drain_seconds)
         if self._app is not None and self._app.poll() is None:
             self._app.send_signal(signum)
 
     def wait_app(self) -> int:
-        assert self._app is not None
+        if self._app is None:  # stopped by a signal before the app started
+            return 128 + (self.stop_signal or signal.SIGTERM)
         code = self._app.wait()
         return 128 - code if code < 0 else code
 
@@ -274,11 +292,25 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         signal.signal(s, handler)
     try:
         agent.start_sidecar()
-        agent.start_app()
-        if options.ports and agent.wait_app_ready() and not agent._stopping.is_set():
+        if agent.start_app() is not None and options.ports and agent.wait_app_ready():
             agent.register()
         return agent.wait_app()
     finally:
         agent.shutdown()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _term_with_parent() -> None:
+    """In the app's child before exec: SIGTERM when the agent dies (Linux).
+
+    An agent killed with SIGKILL takes its sidecar along (see EnvoyProcess); the
+    app, left without a sidecar and withdrawn from the mesh, is told to stop too.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1

@@ -35,7 +35,9 @@ def require_control_plane(home: str | None) -> tuple[Path, ControlPlaneState]:
 
 def call(state: ControlPlaneState, method: str, path: str, *, timeout: float = 10.0, **kwargs: Any) -> httpx.Response:
     try:
-        return httpx.request(method, state.api_url + path, timeout=timeout, **kwargs)
+        # The control plane is always reached directly: a proxy from the environment (a corporate one,
+        # or a workload's sidecar) must not sit between the CLI and it.
+        return httpx.request(method, state.api_url + path, timeout=timeout, trust_env=False, **kwargs)
     except httpx.HTTPError as exc:
         err_console.print(f"[red]error:[/red] the control plane at {state.api_url} did not answer: {exc}")
         raise typer.Exit(3) from None

@@ -64,6 +64,8 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
     from malla.discovery.debounce import DebounceSettings
 
     logging.basicConfig(level=os.environ.get("MALLA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # watchfiles logs every batch of file events at INFO; the source logs what matters.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     options = ControlPlaneOptions(
         home=home, config_dirs=config_dirs, xds_port=xds_port, api_port=api_port, monitoring_port=monitoring_port,
         debounce=DebounceSettings(quiet=debounce_ms / 1000, max_delay=debounce_max_ms / 1000),
@@ -91,6 +93,8 @@ def _start_detached(home: Path, args: list[str]) -> None:
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "controlplane.log"
     with log_path.open("ab") as log:
+        # The log is kept across runs; a failure shows only what this run wrote.
+        since = log.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "malla", "up", *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -99,8 +103,8 @@ def _start_detached(home: Path, args: list[str]) -> None:
     with console.status("starting the control plane..."):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err_console.print(f"[red]error:[/red] the control plane exited with status {proc.returncode}; its log:")
-                err_console.print(escape(_tail(log_path)))
+                err_console.print(escape(_tail(log_path, since)))
+                err_console.print(f"[red]error:[/red] the control plane did not start (exit status {proc.returncode}); log {escape(str(log_path))}")
                 raise typer.Exit(1)
             state = ControlPlaneState.read(home)
             if state is not None and state.pid == proc.pid and _healthy(state):
@@ -110,22 +114,25 @@ def _start_detached(home: Path, args: list[str]) -> None:
                 return
             time.sleep(0.1)
     proc.terminate()
-    err_console.print(f"[red]error:[/red] the control plane did not become healthy within 60 s; its log:\n{escape(_tail(log_path))}")
+    err_console.print(f"[red]error:[/red] the control plane did not become healthy within 60 s; its log:\n{escape(_tail(log_path, since))}")
     raise typer.Exit(1)
 
 
 def _healthy(state: ControlPlaneState) -> bool:
     try:
-        return httpx.get(state.api_url + "/healthz", timeout=1.0).status_code == 200
+        return httpx.get(state.api_url + "/healthz", timeout=1.0, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, since: int, lines: int = 20) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
     except OSError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def down(home: HomeOpt = None) -> None:
@@ -136,7 +143,7 @@ def down(home: HomeOpt = None) -> None:
         console.print(f"{exc}; nothing to stop")
         return
     try:
-        httpx.post(state.api_url + "/api/v1/shutdown", timeout=5)
+        httpx.post(state.api_url + "/api/v1/shutdown", timeout=5, trust_env=False)
     except httpx.HTTPError:
         os.kill(state.pid, 15)
     deadline = time.monotonic() + 15

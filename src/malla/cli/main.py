@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from malla import __version__
-from malla.cli import config_cmds, controlplane_cmds, demo_cmd, pilot_cmds, run_cmd
+from malla.cli import config_cmds, controlplane_cmds, demo_cmd, gateway_cmd, pilot_cmds, run_cmd
 
 app = typer.Typer(
     name="malla",
@@ -29,6 +29,7 @@ app.command("proxy-status")(controlplane_cmds.proxy_status)
 app.command("proxy-config")(pilot_cmds.proxy_config)
 app.command("translate")(pilot_cmds.translate)
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
+app.command("gateway")(gateway_cmd.gateway)
 
 
 @app.command("version")

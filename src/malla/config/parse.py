@@ -14,6 +14,7 @@ Pure: the caller reads the file and passes its text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,14 +283,17 @@ def _path_text(loc: tuple[Any, ...]) -> str:
     return out
 
 
+_PATH_TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
+
+
 def _split_path(path: str) -> tuple[Any, ...]:
-    """'spec.http[0].route' -> ('spec', 'http', 0, 'route')."""
+    """'spec.http[0].route' -> ('spec', 'http', 0, 'route'); map keys in brackets may hold dots."""
     parts: list[Any] = []
-    for piece in path.replace("]", "").split("."):
-        name, *indexes = piece.split("[")
+    for bracket, name in _PATH_TOKEN.findall(path):
         if name:
             parts.append(name)
-        parts.extend(int(i) if i.isdigit() else i for i in indexes)
+        else:
+            parts.append(int(bracket) if bracket.isdigit() else bracket)
     return tuple(parts)
 
 

@@ -8,10 +8,13 @@ scraped (a custom collector), so nothing on the push path waits on metrics.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -48,6 +51,15 @@ class _ControlPlaneCollector(Collector):
         yield workloads
 
 
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        pass
+
+
 class MonitoringServer:
     def __init__(self, cp: ControlPlane, *, host: str, port: int) -> None:
         self.registry = CollectorRegistry()
@@ -56,7 +68,11 @@ class MonitoringServer:
         self._server: Any = None
 
     def start(self) -> int:
-        self._server, _thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+        self._server = make_server(self.host, self.port, make_wsgi_app(self.registry), server_class=_Server,
+                                   handler_class=_QuietHandler)
+        # A short poll interval: shutdown() waits for one, and ``malla down`` should not.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="malla-monitoring", daemon=True).start()
         return int(self._server.server_port)
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ that cannot be bound fail start-up with the port and a way out named.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -70,6 +71,9 @@ class ControlPlane:
             tcp=(options.host, options.xds_port),
             on_connect=self.discovery.on_connect,
             on_disconnect=self.discovery.on_disconnect,
+            # gRPC sets SO_REUSEPORT by default: a second control plane on the same port
+            # would then start and share the proxies with the first one.
+            options=(("grpc.so_reuseport", 0),),
         )
         self.addresses = AddressPool()
         self.discovery.orphan_listeners.append(self.addresses.release_owner)
@@ -78,6 +82,7 @@ class ControlPlane:
         self._threads: list[threading.Thread] = []
         self._api_server: uvicorn.Server | None = None
         self._monitoring: MonitoringServer | None = None
+        self._lock_file: Any = None
         self.state: ControlPlaneState | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -85,7 +90,13 @@ class ControlPlane:
     def start(self) -> ControlPlaneState:
         self.home.mkdir(parents=True, exist_ok=True)
         self.applied_root.mkdir(parents=True, exist_ok=True)
-        api_sock = _bind(self.options.host, self.options.api_port, what="the HTTP API", flag="--api-port")
+        self._lock_home()
+        o = self.options
+        # Fixed ports are tried with a plain bind first: gRPC's own bind error does not say why.
+        for port, what, flag in ((o.xds_port, "xDS", "--xds-port"), (o.monitoring_port, "monitoring", "--monitoring-port")):
+            if port:
+                _bind(o.host, port, what=what, flag=flag).close()
+        api_sock = _bind(o.host, o.api_port, what="the HTTP API", flag="--api-port")
         self.source.sync()
         self.discovery.flush()
         try:
@@ -103,7 +114,7 @@ class ControlPlane:
             self.xds.stop()
             api_sock.close()
             raise StartupError(
-                f"cannot serve monitoring on {self.options.host}:{self.options.monitoring_port}: {exc}; "
+                f"cannot serve monitoring on {self.options.host}:{self.options.monitoring_port}: {exc.strerror or exc}; "
                 "choose another port with --monitoring-port"
             ) from exc
         self._spawn("malla-push", lambda: self.discovery.run(self._stop))
@@ -120,6 +131,19 @@ class ControlPlane:
         )
         self.state.write(self.home)
         return self.state
+
+    def _lock_home(self) -> None:
+        """One control plane per home, even when two ``malla up`` race (the lock dies with the process)."""
+        self._lock_file = (self.home / "controlplane.lock").open("a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise StartupError(
+                f"a control plane is already running for {self.home}; 'malla down' stops it "
+                "(or give another home with --home / MALLA_HOME)"
+            ) from None
 
     def _start_api(self, sock: socket.socket) -> None:
         config = uvicorn.Config(build_app(self), log_level="warning", lifespan="off", access_log=False)
@@ -172,6 +196,9 @@ class ControlPlane:
             current = ControlPlaneState.read(self.home)
             if current is not None and current.pid == os.getpid():
                 state_file.unlink(missing_ok=True)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     # -- views -------------------------------------------------------------------
 

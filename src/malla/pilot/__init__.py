@@ -45,8 +45,10 @@ Gateways (router proxies) get Istio's layout: ``0.0.0.0_PORT`` per Gateway
 server port, route configurations ``http.PORT`` and
 ``https.PORT.NAME.GATEWAY.NAMESPACE``.
 
-Transparent capture (``CaptureMode.TRANSPARENT``) changes the special
-clusters to Istio's ORIGINAL_DST ``PassthroughCluster`` and
-``InboundPassthroughCluster``; its 15001/15006 capture listeners are not
-generated yet.
+Transparent capture (``CaptureMode.TRANSPARENT``, iptables/nftables in a
+network namespace) gets Istio's own layout: ``virtualOutbound`` on 15001
+handing connections to non-binding ``0.0.0.0_9080`` (route configuration
+``9080``) and ``VIP_PORT`` listeners, ``virtualInbound`` on 15006 with the
+original destination restored, and ORIGINAL_DST ``PassthroughCluster`` and
+``InboundPassthroughCluster``.
 """

@@ -6,6 +6,8 @@ Istio's SNI (``outbound_.9080_.v2_.reviews...``). SIMPLE and MUTUAL use the
 files or the ``credentialName`` the rule names. With no ``tls`` in any rule,
 auto mTLS picks per endpoint: ISTIO_MUTUAL to endpoints labelled
 ``tlsMode: istio`` (they have a sidecar), plaintext to the rest.
+A ``proxyProtocol`` policy wraps whichever socket results in Envoy's
+upstream PROXY protocol socket.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
+from envoy.config.core.v3 import proxy_protocol_pb2
+from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
@@ -56,7 +60,9 @@ def _tls_params() -> common_pb2.TlsParameters:
     )
 
 
-def istio_mutual_context(*, sni: str, sans: Iterable[str], http2: bool, sds_cluster: str | None) -> tls_pb2.UpstreamTlsContext:
+def istio_mutual_context(
+    *, sni: str, sans: Iterable[str], http2: bool, sds_cluster: str | None
+) -> tls_pb2.UpstreamTlsContext:
     common = tls_pb2.CommonTlsContext(tls_params=_tls_params())
     common.tls_certificate_sds_secret_configs.append(sds_secret(names.WORKLOAD_CERT_SECRET, sds_cluster=sds_cluster))
     combined = common.combined_validation_context
@@ -116,8 +122,25 @@ def auto_mtls_matches(context: tls_pb2.UpstreamTlsContext) -> list[cluster_pb2.C
         Match(
             name="tlsMode-disabled",
             match=struct({}),
-            transport_socket=base_pb2.TransportSocket(
-                name="envoy.transport_sockets.raw_buffer", typed_config=typed(raw_buffer_pb2.RawBuffer())
-            ),
+            transport_socket=raw_buffer(),
         ),
     ]
+
+
+def raw_buffer() -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(
+        name="envoy.transport_sockets.raw_buffer", typed_config=typed(raw_buffer_pb2.RawBuffer())
+    )
+
+
+def translate_proxy_protocol(proxy_protocol: Any, inner: base_pb2.TransportSocket | None) -> base_pb2.TransportSocket:
+    """``trafficPolicy.proxyProtocol`` -> the upstream PROXY protocol socket around ``inner``."""
+    version = (
+        proxy_protocol_pb2.ProxyProtocolConfig.V2
+        if proxy_protocol.version == "V2"
+        else proxy_protocol_pb2.ProxyProtocolConfig.V1
+    )
+    config = upstream_proxy_protocol_pb2.ProxyProtocolUpstreamTransport(
+        config=proxy_protocol_pb2.ProxyProtocolConfig(version=version), transport_socket=inner or raw_buffer()
+    )
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.upstream_proxy_protocol", typed_config=typed(config))

@@ -22,8 +22,14 @@ from envoy.extensions.clusters.dynamic_forward_proxy.v3 import cluster_pb2 as df
 from envoy.extensions.common.dynamic_forward_proxy.v3 import dns_cache_pb2
 
 from malla.pilot import names
-from malla.pilot.cluster_tls import auto_mtls_matches, istio_mutual_context, transport_socket, translate_client_tls
-from malla.pilot.destination_rules import EffectivePolicy, MergedRule, destination_rule_for
+from malla.pilot.cluster_tls import (
+    auto_mtls_matches,
+    istio_mutual_context,
+    translate_client_tls,
+    translate_proxy_protocol,
+    transport_socket,
+)
+from malla.pilot.destination_rules import EffectivePolicy, MergedRule
 from malla.pilot.endpoints import assignment, locality_policy, select_endpoints, socket_address
 from malla.pilot.proto_values import ads_source, duration, typed
 from malla.pilot.protocol import Protocol
@@ -59,19 +65,9 @@ def build_clusters(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope 
 
 
 def build_outbound_clusters(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope) -> list[Cluster]:
-    mesh = snapshot.mesh
-    rules = snapshot.configs_of("DestinationRule")
     out = []
     for service in scope.services:
-        rule = destination_rule_for(
-            rules,
-            service,
-            proxy_namespace=proxy.namespace,
-            proxy_labels=proxy.labels,
-            root_namespace=mesh.root_namespace,
-            domain=mesh.domain,
-            default_export=mesh.default_destination_rule_export_to,
-        )
+        rule = snapshot.destination_rule(proxy, service)
         for port in service.ports:
             if port.protocol is Protocol.UDP:
                 continue
@@ -83,7 +79,13 @@ def build_outbound_clusters(proxy: Proxy, snapshot: MeshSnapshot, scope: Sidecar
 
 
 def build_outbound_cluster(
-    proxy: Proxy, snapshot: MeshSnapshot, service: Service, port: ServicePort, *, rule: MergedRule | None, subset: str | None
+    proxy: Proxy,
+    snapshot: MeshSnapshot,
+    service: Service,
+    port: ServicePort,
+    *,
+    rule: MergedRule | None,
+    subset: str | None,
 ) -> Cluster | None:
     mesh = snapshot.mesh
     name = names.outbound_cluster_name(service.hostname, port.port, subset or "")
@@ -106,6 +108,8 @@ def build_outbound_cluster(
         _forward_proxy_cluster(cluster, mesh)
     _apply_policy(cluster, policy, port=port, mesh=mesh)
     _apply_tls(cluster, policy, service=service, port=port, subset=subset, snapshot=snapshot)
+    if policy.proxy_protocol is not None:
+        _apply_proxy_protocol(cluster, policy.proxy_protocol)
     cluster.metadata.CopyFrom(
         cluster_metadata(
             host=service.hostname, name=service.name, namespace=service.namespace, port=port.port, subset=subset or ""
@@ -154,7 +158,7 @@ def _dns_cluster(
     cluster.cluster_type.name = DNS_CLUSTER_TYPE
     cluster.cluster_type.typed_config.CopyFrom(typed(config))
     labels = dict(rule.subset(subset).labels) if rule and subset and rule.subset(subset) else {}
-    endpoints = select_endpoints(snapshot.registry.endpoints_of(service, port.port), labels)
+    endpoints = select_endpoints(snapshot.registry.endpoints_of(service, port.port), labels, snapshot=snapshot)
     if not endpoints and service.resolution is Resolution.PASSTHROUGH:
         endpoints = [Endpoint(address=service.hostname, port=port.target_port or port.port, service_port=port.port)]
     if kind == "LOGICAL_DNS":
@@ -203,7 +207,13 @@ def _apply_policy(cluster: Cluster, policy: EffectivePolicy, *, port: ServicePor
 
 
 def _apply_tls(
-    cluster: Cluster, policy: EffectivePolicy, *, service: Service, port: ServicePort, subset: str | None, snapshot: MeshSnapshot
+    cluster: Cluster,
+    policy: EffectivePolicy,
+    *,
+    service: Service,
+    port: ServicePort,
+    subset: str | None,
+    snapshot: MeshSnapshot,
 ) -> None:
     mesh = snapshot.mesh
     sni = names.format_sni(names.Direction.OUTBOUND, port=port.port, subset=subset or "", host=service.hostname)
@@ -213,7 +223,12 @@ def _apply_tls(
     http2 = port.protocol.is_http2
     if policy.tls is not None:
         context = translate_client_tls(
-            policy.tls, default_sni=sni, sans=sans, http2=http2, sds_cluster=mesh.sds_cluster, system_ca=mesh.system_ca_bundle
+            policy.tls,
+            default_sni=sni,
+            sans=sans,
+            http2=http2,
+            sds_cluster=mesh.sds_cluster,
+            system_ca=mesh.system_ca_bundle,
         )
         if context is not None:
             cluster.transport_socket.CopyFrom(transport_socket(context))
@@ -221,6 +236,14 @@ def _apply_tls(
     if mesh.enable_auto_mtls and not service.mesh_external and cluster.type != Cluster.ORIGINAL_DST:
         context = istio_mutual_context(sni=sni, sans=sans, http2=http2, sds_cluster=mesh.sds_cluster)
         cluster.transport_socket_matches.extend(auto_mtls_matches(context))
+
+
+def _apply_proxy_protocol(cluster: Cluster, proxy_protocol: object) -> None:
+    for match in cluster.transport_socket_matches:
+        match.transport_socket.CopyFrom(translate_proxy_protocol(proxy_protocol, match.transport_socket))
+    if not cluster.transport_socket_matches or cluster.HasField("transport_socket"):
+        inner = cluster.transport_socket if cluster.HasField("transport_socket") else None
+        cluster.transport_socket.CopyFrom(translate_proxy_protocol(proxy_protocol, inner))
 
 
 def build_inbound_clusters(proxy: Proxy, snapshot: MeshSnapshot) -> list[Cluster]:

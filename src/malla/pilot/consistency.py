@@ -69,7 +69,9 @@ def check_consistency(
     return report
 
 
-def assert_consistent(resources: Mapping[str, Mapping[str, Message]], *, secrets: Iterable[str] = ALWAYS_SERVED_SECRETS) -> None:
+def assert_consistent(
+    resources: Mapping[str, Mapping[str, Message]], *, secrets: Iterable[str] = ALWAYS_SERVED_SECRETS
+) -> None:
     """Raise InconsistentResources listing every error; warnings are allowed."""
     report = check_consistency(resources, secrets=secrets)
     if not report.ok:

@@ -21,7 +21,15 @@ from typing import Any
 from malla.config.model import Config
 from malla.pilot.services import Service, labels_match
 
-_POLICY_FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls", "tunnel", "proxy_protocol", "retry_budget")
+_POLICY_FIELDS = (
+    "load_balancer",
+    "connection_pool",
+    "outlier_detection",
+    "tls",
+    "tunnel",
+    "proxy_protocol",
+    "retry_budget",
+)
 _PORT_FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls")
 
 

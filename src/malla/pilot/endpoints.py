@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
@@ -26,9 +26,9 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from malla.pilot import names
 from malla.pilot.cluster_tls import TLS_MODE_METADATA
-from malla.pilot.destination_rules import destination_rule_for
+from malla.pilot.peer_authentication import DISABLE, mtls_mode
 from malla.pilot.proto_values import struct, uint32
-from malla.pilot.services import Endpoint, Health, Service, labels_match
+from malla.pilot.services import Endpoint, Health, labels_match
 from malla.pilot.snapshot import MeshSnapshot, Proxy
 
 ClusterLoadAssignment = endpoint_pb2.ClusterLoadAssignment
@@ -45,7 +45,9 @@ def build_endpoints(proxy: Proxy, snapshot: MeshSnapshot, cluster_names: Iterabl
     return out
 
 
-def build_cluster_load_assignment(proxy: Proxy, snapshot: MeshSnapshot, cluster_name: str) -> ClusterLoadAssignment | None:
+def build_cluster_load_assignment(
+    proxy: Proxy, snapshot: MeshSnapshot, cluster_name: str
+) -> ClusterLoadAssignment | None:
     try:
         key = names.parse_cluster_name(cluster_name)
     except ValueError:
@@ -56,15 +58,7 @@ def build_cluster_load_assignment(proxy: Proxy, snapshot: MeshSnapshot, cluster_
     if service is None or service.port(key.port) is None:
         return None
     mesh = snapshot.mesh
-    rule = destination_rule_for(
-        snapshot.configs_of("DestinationRule"),
-        service,
-        proxy_namespace=proxy.namespace,
-        proxy_labels=proxy.labels,
-        root_namespace=mesh.root_namespace,
-        domain=mesh.domain,
-        default_export=mesh.default_destination_rule_export_to,
-    )
+    rule = snapshot.destination_rule(proxy, service)
     selector: dict[str, str] = {}
     if key.subset:
         subset = rule.subset(key.subset) if rule else None
@@ -75,14 +69,25 @@ def build_cluster_load_assignment(proxy: Proxy, snapshot: MeshSnapshot, cluster_
     locality = locality_policy(policy, enabled_by_default=mesh.locality_lb_enabled)
     return assignment(
         cluster_name,
-        select_endpoints(snapshot.registry.endpoints_of(service, key.port), selector),
+        select_endpoints(snapshot.registry.endpoints_of(service, key.port), selector, snapshot=snapshot),
         proxy=proxy,
         locality_lb=locality,
     )
 
 
-def select_endpoints(endpoints: Iterable[Endpoint], selector: dict[str, str]) -> list[Endpoint]:
-    return [e for e in endpoints if labels_match(selector, e.labels) and e.health is not Health.UNHEALTHY]
+def select_endpoints(
+    endpoints: Iterable[Endpoint], selector: dict[str, str], *, snapshot: MeshSnapshot
+) -> list[Endpoint]:
+    """Healthy endpoints a subset selects; a sidecar whose PeerAuthentication says DISABLE gets plaintext."""
+    out = []
+    for e in endpoints:
+        if not labels_match(selector, e.labels) or e.health is Health.UNHEALTHY:
+            continue
+        if e.tls_mode == "istio" and e.namespace:
+            if mtls_mode(snapshot, namespace=e.namespace, labels=e.labels, port=e.port) == DISABLE:
+                e = replace(e, tls_mode="disabled")
+        out.append(e)
+    return out
 
 
 def locality_policy(policy: Any, *, enabled_by_default: bool) -> Any:
@@ -117,7 +122,7 @@ def assignment(
     # Envoy wants priorities 0..N without gaps: keep the order, close the gaps.
     compact = {level: i for i, level in enumerate(sorted(set(levels)))}
     groups: dict[tuple[str, int], list[Endpoint]] = defaultdict(list)
-    for e, level in zip(endpoints, levels):
+    for e, level in zip(endpoints, levels, strict=True):
         groups[(e.locality, compact[level])].append(e)
     weights = _distribute_weights(locality_lb, proxy.locality, {loc for loc, _ in groups})
     cla = ClusterLoadAssignment(cluster_name=cluster_name)
@@ -211,4 +216,6 @@ def _locality_matches(pattern: str, locality: str) -> bool:
         return True
     want = pattern.split("/")
     have = (locality.split("/") + ["", "", ""])[:3]
-    return all(w == "*" or w == h for w, h in zip(want, have)) and (want[-1] == "*" or len(want) >= len(locality.split("/")))
+    return all(w == "*" or w == h for w, h in zip(want, have, strict=False)) and (
+        want[-1] == "*" or len(want) >= len(locality.split("/"))
+    )

@@ -1,4 +1,4 @@
-"""All listeners of one proxy: a router's from its Gateways, a sidecar's outbound and inbound."""
+"""All listeners of one proxy: a router's from its Gateways, a sidecar's by how its traffic is captured."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from envoy.config.listener.v3 import listener_pb2
 from malla.pilot.listeners_gateway import build_gateway_listeners
 from malla.pilot.listeners_inbound import build_inbound_listeners
 from malla.pilot.listeners_outbound import build_outbound_listeners
+from malla.pilot.listeners_transparent import build_transparent_listeners
 from malla.pilot.sidecar_scope import SidecarScope, build_scope
-from malla.pilot.snapshot import MeshSnapshot, Proxy
+from malla.pilot.snapshot import CaptureMode, MeshSnapshot, Proxy
 
 Listener = listener_pb2.Listener
 
@@ -19,5 +20,8 @@ def build_listeners(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope
         out = build_gateway_listeners(proxy, snapshot)
     else:
         scope = scope or build_scope(proxy, snapshot)
-        out = build_outbound_listeners(proxy, snapshot, scope) + build_inbound_listeners(proxy, snapshot)
+        if proxy.capture is CaptureMode.TRANSPARENT:
+            out = build_transparent_listeners(proxy, snapshot, scope)
+        else:
+            out = build_outbound_listeners(proxy, snapshot, scope) + build_inbound_listeners(proxy, snapshot)
     return sorted(out, key=lambda listener: listener.name)

@@ -1,4 +1,8 @@
-"""A gateway's listeners: one per port its Gateways' servers use (``0.0.0.0_8080``).
+"""A gateway's listeners: one per port its Gateways' servers use, on the gateway's address.
+
+The address is the proxy's own (``127.0.0.1_8080`` for a gateway on one
+machine, ``0.0.0.0_8080`` for one at the wildcard as in Istio) unless a
+server names a ``bind`` address.
 
 On each port: plain HTTP servers share one filter chain (route
 configuration ``http.PORT``); each server terminating TLS gets a chain
@@ -36,11 +40,13 @@ def build_gateway_listeners(proxy: Proxy, snapshot: MeshSnapshot) -> list[Listen
     destinations = Destinations(proxy, snapshot)
     out = []
     for port, servers in servers_by_port(proxy, snapshot).items():
-        bind = next((s.server.bind for s in servers if s.server.bind), WILDCARD)
+        bind = next((s.server.bind for s in servers if s.server.bind), proxy.ip or WILDCARD)
         name = names.listener_name(bind, port)
         listener = Listener(name=name, address=socket_address(bind, port), traffic_direction=base_pb2.OUTBOUND)
         listener.filter_chains.extend(_chains(servers, port, proxy, snapshot, destinations))
-        if any(c.filter_chain_match.server_names or c.filter_chain_match.transport_protocol for c in listener.filter_chains):
+        if any(
+            c.filter_chain_match.server_names or c.filter_chain_match.transport_protocol for c in listener.filter_chains
+        ):
             listener.listener_filters.append(tls_inspector())
         if listener.filter_chains:
             out.append(listener)
@@ -117,7 +123,9 @@ def _passthrough_chains(
     return out
 
 
-def _tcp_chain(server: GatewayServer, proxy: Proxy, snapshot: MeshSnapshot, destinations: Destinations) -> lc.FilterChain | None:
+def _tcp_chain(
+    server: GatewayServer, proxy: Proxy, snapshot: MeshSnapshot, destinations: Destinations
+) -> lc.FilterChain | None:
     for _host, vs in bound_hosts(server, proxy, snapshot):
         for tcp in vs.spec.tcp:
             if not tcp.match or any(_applies(m, server, proxy, vs.namespace) for m in tcp.match):

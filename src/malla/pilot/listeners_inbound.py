@@ -40,12 +40,19 @@ def build_inbound_listeners(proxy: Proxy, snapshot: MeshSnapshot) -> list[Listen
     )
     for extra in ports[1:]:
         listener.additional_addresses.add().address.CopyFrom(socket_address(proxy.ip, extra.port))
-    modes = {p.port: mtls_mode(snapshot, namespace=proxy.namespace, labels=proxy.labels, port=p.port) for p in ports}
-    for inbound in ports:
-        listener.filter_chains.extend(_chains(inbound, modes[inbound.port], snapshot.mesh))
-    if any(mode != DISABLE for mode in modes.values()):
+    listener.filter_chains.extend(inbound_chains(proxy, snapshot))
+    if any(c.filter_chain_match.transport_protocol for c in listener.filter_chains):
         listener.listener_filters.append(tls_inspector())
     return [listener]
+
+
+def inbound_chains(proxy: Proxy, snapshot: MeshSnapshot) -> list[lc.FilterChain]:
+    """Per served port, the chains PeerAuthentication allows (mTLS, plaintext or both)."""
+    out = []
+    for inbound in sorted(proxy.inbound, key=lambda p: p.port):
+        mode = mtls_mode(snapshot, namespace=proxy.namespace, labels=proxy.labels, port=inbound.port)
+        out += _chains(inbound, mode, snapshot.mesh)
+    return out
 
 
 def _chains(inbound: InboundPort, mode: str, mesh: MeshConfig) -> list[lc.FilterChain]:
@@ -82,7 +89,9 @@ def _mtls_context(inbound: InboundPort, mesh: MeshConfig) -> tls_pb2.DownstreamT
     common = tls_pb2.CommonTlsContext()
     common.tls_params.tls_minimum_protocol_version = common.tls_params.TLSv1_2
     common.tls_params.tls_maximum_protocol_version = common.tls_params.TLSv1_3
-    common.tls_certificate_sds_secret_configs.append(sds_secret(names.WORKLOAD_CERT_SECRET, sds_cluster=mesh.sds_cluster))
+    common.tls_certificate_sds_secret_configs.append(
+        sds_secret(names.WORKLOAD_CERT_SECRET, sds_cluster=mesh.sds_cluster)
+    )
     common.combined_validation_context.default_validation_context.SetInParent()
     common.combined_validation_context.validation_context_sds_secret_config.CopyFrom(
         sds_secret(names.ROOT_CA_SECRET, sds_cluster=mesh.sds_cluster)

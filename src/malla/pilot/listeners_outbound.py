@@ -73,9 +73,9 @@ def build_tcp_listeners(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScop
     for port, members in sorted(by_port.items()):
         tls = [s for s, p in members if p.is_tls]
         if tls:
-            chains = _sni_chains(tls, port, proxy, snapshot, scope, destinations)
+            chains = sni_chains(tls, port, proxy, snapshot, scope, destinations)
         else:
-            chains = [_tcp_chain(members[0][0], port, proxy, snapshot, scope, destinations)]
+            chains = [tcp_chain(members[0][0], port, proxy, snapshot, scope, destinations)]
         name = names.listener_name(proxy.ip, port)
         listener = Listener(
             name=name, address=socket_address(proxy.ip, port), traffic_direction=base_pb2.OUTBOUND, filter_chains=chains
@@ -86,7 +86,7 @@ def build_tcp_listeners(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScop
     return out
 
 
-def _tcp_chain(
+def tcp_chain(
     service: Service, port: int, proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, destinations: Destinations
 ) -> lc.FilterChain:
     default = names.outbound_cluster_name(service.hostname, port)
@@ -100,8 +100,13 @@ def _tcp_chain(
     return lc.FilterChain(name=default, filters=[tcp_proxy_filter(stat_prefix=default, clusters=clusters)])
 
 
-def _sni_chains(
-    services: list[Service], port: int, proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, destinations: Destinations
+def sni_chains(
+    services: list[Service],
+    port: int,
+    proxy: Proxy,
+    snapshot: MeshSnapshot,
+    scope: SidecarScope,
+    destinations: Destinations,
 ) -> list[lc.FilterChain]:
     chains: list[lc.FilterChain] = []
     claimed: set[str] = set()
@@ -111,7 +116,11 @@ def _sni_chains(
         if fresh:
             claimed.update(fresh)
             match = lc.FilterChainMatch(server_names=fresh)
-            chains.append(lc.FilterChain(name=name, filter_chain_match=match, filters=[tcp_proxy_filter(stat_prefix=name, clusters=clusters)]))
+            chains.append(
+                lc.FilterChain(
+                    name=name, filter_chain_match=match, filters=[tcp_proxy_filter(stat_prefix=name, clusters=clusters)]
+                )
+            )
 
     for service in services:
         vs = virtual_service_for(service.hostname, scope.virtual_services, domain=snapshot.mesh.domain)

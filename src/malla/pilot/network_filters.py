@@ -37,9 +37,7 @@ def route_clusters(destinations: Sequence[Any], cluster_for: Callable[[Any], str
         return [(cluster_for(destinations[0].destination), 100)]
     total = sum(d.weight or 0 for d in destinations)
     return [
-        (cluster_for(d.destination), d.weight if total else 1)
-        for d in destinations
-        if not total or (d.weight or 0) > 0
+        (cluster_for(d.destination), d.weight if total else 1) for d in destinations if not total or (d.weight or 0) > 0
     ]
 
 

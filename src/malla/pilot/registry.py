@@ -133,7 +133,10 @@ def build_registry(
     return Registry(
         services=tuple(sorted(services.values(), key=lambda s: (s.hostname, s.namespace))),
         endpoints=MappingProxyType(
-            {key: MappingProxyType({p: _sorted(e) for p, e in sorted(ports.items())}) for key, ports in endpoints.items()}
+            {
+                key: MappingProxyType({p: _sorted(e) for p, e in sorted(ports.items())})
+                for key, ports in endpoints.items()
+            }
         ),
         domain=domain,
         problems=tuple(problems),
@@ -178,5 +181,8 @@ def _implicit_services(
             source=f"workload {namespace}/{name}",
             name=name,
         )
-        eps = {sp.port: [workload_endpoint(w, sp, trust_domain=trust_domain) for w in members if sp.name in w.ports] for sp in ports}
+        eps = {
+            sp.port: [workload_endpoint(w, sp, trust_domain=trust_domain) for w in members if sp.name in w.ports]
+            for sp in ports
+        }
         yield service, eps

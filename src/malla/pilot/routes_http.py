@@ -140,7 +140,8 @@ def translate_retries(retries: Any, *, defaults: RetryDefaults, hashing: bool = 
     ignore_previous = retries is None or retries.retry_ignore_previous_hosts is not False
     if ignore_previous and not hashing:
         out.retry_host_predicate.add(
-            name="envoy.retry_host_predicates.previous_hosts", typed_config=typed(previous_hosts_pb2.PreviousHostsPredicate())
+            name="envoy.retry_host_predicates.previous_hosts",
+            typed_config=typed(previous_hosts_pb2.PreviousHostsPredicate()),
         )
     if retries is None:
         return out
@@ -176,7 +177,9 @@ def parse_retry_on(text: str) -> tuple[str, list[int]]:
 def fractional(value: float | None, *, default: float = 100.0) -> percent_pb2.FractionalPercent:
     """Istio's Percent (0-100, 4 decimals kept) as a FractionalPercent per million."""
     pct = default if value is None else value
-    return percent_pb2.FractionalPercent(numerator=int(round(pct * 10000)), denominator=percent_pb2.FractionalPercent.MILLION)
+    return percent_pb2.FractionalPercent(
+        numerator=int(round(pct * 10000)), denominator=percent_pb2.FractionalPercent.MILLION
+    )
 
 
 def translate_fault(fault: Any) -> fault_pb2.HTTPFault:
@@ -252,7 +255,9 @@ def translate_mirrors(http: Any, ctx: RouteContext) -> list[rc.RouteAction.Reque
 
 
 def translate_redirect(redirect: Any, *, port: int | None) -> rc.RedirectAction:
-    out = rc.RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code or 301, rc.RedirectAction.MOVED_PERMANENTLY))
+    out = rc.RedirectAction(
+        response_code=_REDIRECT_CODES.get(redirect.redirect_code or 301, rc.RedirectAction.MOVED_PERMANENTLY)
+    )
     if redirect.uri:
         out.path_redirect = redirect.uri
     if redirect.authority:
@@ -311,14 +316,20 @@ def _headers(target: Any, headers: Any) -> None:
     ):
         if ops is None:
             continue
-        add.extend(_header_options(ops.set, overwrite=True, skip=("host", ":authority") if ops is headers.request else ()))
+        add.extend(
+            _header_options(ops.set, overwrite=True, skip=("host", ":authority") if ops is headers.request else ())
+        )
         add.extend(_header_options(ops.add, overwrite=False))
         remove.extend(ops.remove)
 
 
-def _header_options(values: dict[str, str], *, overwrite: bool, skip: Iterable[str] = ()) -> list[base_pb2.HeaderValueOption]:
+def _header_options(
+    values: dict[str, str], *, overwrite: bool, skip: Iterable[str] = ()
+) -> list[base_pb2.HeaderValueOption]:
     action = (
-        base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD if overwrite else base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+        base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+        if overwrite
+        else base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
     )
     return [
         base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=action)

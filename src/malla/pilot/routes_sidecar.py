@@ -1,4 +1,4 @@
-"""A sidecar's route configurations: outbound (the app's HTTP proxy) and inbound.
+"""A sidecar's route configurations: outbound (the app's HTTP proxy, or per port) and inbound.
 
 Outbound, one route configuration serves the HTTP proxy listener: a virtual
 host per HTTP service port, whose domains are the names a client in the
@@ -8,6 +8,9 @@ without the port too for port 80), routed by the VirtualService for the host
 or straight to ``outbound|PORT||HOST``. Last, ``*`` goes to
 ``PassthroughCluster`` (ALLOW_ANY) or is answered 502 (REGISTRY_ONLY), as
 Istio's ``allow_any``/``block_all`` virtual hosts.
+
+With transparent capture there is one route configuration per HTTP port
+(``9080``), as in Istio, whose domains also include the names without port.
 
 Inbound, ``inbound|PORT||`` has one virtual host sending everything to the app.
 """
@@ -33,33 +36,57 @@ RouteConfiguration = route_pb2.RouteConfiguration
 _DEFAULT_HTTP_PORT = 80
 
 
-def build_outbound_route_config(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, *, name: str) -> RouteConfiguration:
+def build_outbound_route_config(
+    proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, *, name: str, port: int | None = None
+) -> RouteConfiguration:
+    """All HTTP service ports (the explicit proxy's), or one port's (transparent capture, named by the port)."""
     destinations = Destinations(proxy, snapshot)
     used: set[str] = set()
     vhosts: list[rc.VirtualHost] = []
     for service in scope.services:
         vs = virtual_service_for(service.hostname, scope.virtual_services, domain=snapshot.mesh.domain)
-        for port in service.ports:
-            if not port.protocol.is_http:
+        for sp in service.ports:
+            if not sp.protocol.is_http or port not in (None, sp.port):
                 continue
-            domains = _unused(service_domains(service, port.port, proxy_namespace=proxy.namespace, domain=snapshot.mesh.domain), used)
-            if not domains:
-                continue
-            routes = _vs_routes(vs, proxy, snapshot, destinations, port=port.port) if vs else []
-            if not routes:
-                cluster = names.outbound_cluster_name(service.hostname, port.port)
-                routes = [
-                    default_route(cluster, retries=snapshot.mesh.default_retries, hash_policy=destinations.hash_policy_for(cluster))
-                ]
-            vhosts.append(rc.VirtualHost(name=f"{service.hostname}:{port.port}", domains=domains, routes=routes))
-    vhosts += _serviceless_vhosts(proxy, snapshot, scope, destinations, used)
+            domains = service_domains(
+                service, sp.port, proxy_namespace=proxy.namespace, domain=snapshot.mesh.domain, bare=port is not None
+            )
+            vhost = _service_vhost(service, sp.port, _unused(domains, used), vs, proxy, snapshot, destinations)
+            if vhost is not None:
+                vhosts.append(vhost)
+    if port in (None, _DEFAULT_HTTP_PORT):
+        vhosts += _serviceless_vhosts(proxy, snapshot, scope, destinations, used)
     vhosts.sort(key=lambda v: v.name)
-    vhosts.append(_catch_all(scope.outbound_policy))
+    if "*" not in used:  # validation forbids "*" on mesh VirtualServices; Envoy would refuse it twice
+        vhosts.append(_catch_all(scope.outbound_policy))
     return RouteConfiguration(name=name, virtual_hosts=vhosts, validate_clusters={"value": False})
 
 
-def service_domains(service: Service, port: int, *, proxy_namespace: str, domain: str) -> list[str]:
-    """The Host headers that mean this service port, as Kubernetes DNS resolves names."""
+def _service_vhost(
+    service: Service,
+    port: int,
+    domains: list[str],
+    vs: Config | None,
+    proxy: Proxy,
+    snapshot: MeshSnapshot,
+    destinations: Destinations,
+) -> rc.VirtualHost | None:
+    if not domains:
+        return None
+    routes = _vs_routes(vs, proxy, snapshot, destinations, port=port) if vs else []
+    if not routes:
+        cluster = names.outbound_cluster_name(service.hostname, port)
+        hashing = destinations.hash_policy_for(cluster)
+        routes = [default_route(cluster, retries=snapshot.mesh.default_retries, hash_policy=hashing)]
+    return rc.VirtualHost(name=f"{service.hostname}:{port}", domains=domains, routes=routes)
+
+
+def service_domains(service: Service, port: int, *, proxy_namespace: str, domain: str, bare: bool = False) -> list[str]:
+    """The Host headers that mean this service port, as Kubernetes DNS resolves names.
+
+    With the port always; without it too for port 80, or when the route configuration
+    serves one port only (``bare``), where a name alone cannot be ambiguous.
+    """
     hosts = [service.hostname]
     suffix = f".svc.{domain}"
     if service.hostname.endswith(suffix):
@@ -70,7 +97,7 @@ def service_domains(service: Service, port: int, *, proxy_namespace: str, domain
             hosts.append(name)
     hosts += list(service.addresses)
     with_port = [f"{h}:{port}" for h in hosts]
-    return hosts + with_port if port == _DEFAULT_HTTP_PORT else with_port
+    return hosts + with_port if bare or port == _DEFAULT_HTTP_PORT else with_port
 
 
 def _unused(domains: Iterable[str], used: set[str]) -> list[str]:
@@ -80,7 +107,9 @@ def _unused(domains: Iterable[str], used: set[str]) -> list[str]:
     return fresh
 
 
-def _vs_routes(vs: Config, proxy: Proxy, snapshot: MeshSnapshot, destinations: Destinations, *, port: int) -> list[rc.Route]:
+def _vs_routes(
+    vs: Config, proxy: Proxy, snapshot: MeshSnapshot, destinations: Destinations, *, port: int
+) -> list[rc.Route]:
     routes: list[rc.Route] = []
     for http, source in expand_delegates(vs, snapshot):
         ctx = RouteContext(
@@ -105,7 +134,7 @@ def _serviceless_vhosts(
     domain = snapshot.mesh.domain
     for vs in scope.virtual_services:
         for host in vs_hosts(vs, domain=domain):
-            if any(host_matches(host, s.hostname) or host_matches(s.hostname, host) for s in scope.services):
+            if any(host_matches(s.hostname, host) for s in scope.services):
                 continue
             domains = _unused([host, f"{host}:{_DEFAULT_HTTP_PORT}"], used)
             routes = _vs_routes(vs, proxy, snapshot, destinations, port=_DEFAULT_HTTP_PORT)

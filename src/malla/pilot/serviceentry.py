@@ -95,8 +95,14 @@ def endpoints_from_service_entry(
                 for w in workloads
                 if w.namespace == config.namespace and labels_match(service.selector, w.labels)
             ]
-        if not entries and service.selector is None and service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
-            out[sp.port].append(Endpoint(address=service.hostname, port=sp.target_port or sp.port, service_port=sp.port))
+        if (
+            not entries
+            and service.selector is None
+            and service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
+        ):
+            out[sp.port].append(
+                Endpoint(address=service.hostname, port=sp.target_port or sp.port, service_port=sp.port)
+            )
     return out
 
 
@@ -120,6 +126,7 @@ def _entry_endpoint(entry: Any, sp: ServicePort, *, namespace: str, origin: str,
         network=entry.network or "",
         tls_mode=tls_mode,
         workload=origin,
+        namespace=namespace,
     )
 
 
@@ -140,6 +147,7 @@ def workload_endpoint(workload: Workload, sp: ServicePort, *, trust_domain: str)
         network=workload.network,
         tls_mode="istio" if workload.sidecar else "disabled",
         workload=f"{workload.namespace}/{workload.name}",
+        namespace=workload.namespace,
     )
 
 

@@ -100,6 +100,7 @@ class Endpoint:
     network: str = ""
     tls_mode: str = "disabled"  # "istio" when a sidecar terminates mTLS for it
     workload: str = ""  # "default/reviews-v2", for messages
+    namespace: str = ""  # the workload's, where its PeerAuthentication lives
 
     @property
     def sort_key(self) -> tuple[str, int, str]:

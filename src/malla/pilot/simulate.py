@@ -32,10 +32,15 @@ from malla.pilot.routes_http import FAULT_FILTER
 
 @dataclass(frozen=True)
 class Request:
-    """A request as a client makes it. ``address`` None: whichever listener has the port."""
+    """A request as a client makes it. ``address`` None: whichever listener has the port.
+
+    ``listener`` names the listener outright, for redirected traffic: a request captured
+    inbound arrives at ``virtualInbound`` whatever its destination port.
+    """
 
     port: int
     address: str | None = None
+    listener: str | None = None
     protocol: str = "http"  # "http" or "tcp"
     host: str = ""  # the Host header
     path: str = "/"
@@ -105,16 +110,29 @@ def _addresses(listener: listener_pb2.Listener) -> list[tuple[str, int]]:
 
 
 def _listener(listeners: Any, request: Request) -> listener_pb2.Listener | None:
+    """By name if given; else exact address, then a wildcard address, then one taking original destinations."""
+    listeners = list(listeners)
+    if request.listener is not None:
+        return next((x for x in listeners if x.name == request.listener), None)
+    wildcard = None
     for listener in listeners:
         for address, port in _addresses(listener):
-            if port == request.port and (request.address in (None, address) or address in ("0.0.0.0", "::")):
+            if port != request.port:
+                continue
+            if request.address in (None, address):
                 return listener
-    return None
+            if address in ("0.0.0.0", "::") and wildcard is None:
+                wildcard = listener
+    if wildcard is not None:
+        return wildcard
+    return next((x for x in listeners if x.use_original_dst.value), None)
 
 
 def _filter_chain(listener: listener_pb2.Listener, request: Request) -> lc.FilterChain | None:
     chains = list(listener.filter_chains)
-    chains = _most_specific(chains, lambda m: m.HasField("destination_port"), lambda m: m.destination_port.value == request.port)
+    chains = _most_specific(
+        chains, lambda m: m.HasField("destination_port"), lambda m: m.destination_port.value == request.port
+    )
     chains = _by_server_name(chains, request.sni)
     transport = "tls" if request.tls else "raw_buffer"
     chains = _most_specific(chains, lambda m: bool(m.transport_protocol), lambda m: m.transport_protocol == transport)
@@ -142,7 +160,10 @@ def _by_server_name(chains: list[lc.FilterChain], sni: str) -> list[lc.FilterCha
 
 
 def _http(
-    resources: Mapping[str, Mapping[str, Message]], manager: hcm_pb2.HttpConnectionManager, request: Request, result: Result
+    resources: Mapping[str, Mapping[str, Message]],
+    manager: hcm_pb2.HttpConnectionManager,
+    request: Request,
+    result: Result,
 ) -> Result:
     if manager.HasField("rds"):
         result.route_config = manager.rds.route_config_name
@@ -220,7 +241,9 @@ def route_matches(match: rc.RouteMatch, request: Request) -> bool:
         if not (path == p or path.startswith(p + "/")):
             return False
     headers = {k.lower(): v for k, v in request.headers.items()}
-    headers.update({":method": request.method, ":authority": request.host, ":scheme": request.scheme, ":path": request.path})
+    headers.update(
+        {":method": request.method, ":authority": request.host, ":scheme": request.scheme, ":path": request.path}
+    )
     if not all(_header_matches(h, headers.get(h.name)) for h in match.headers):
         return False
     query = dict(parse_qsl(parts.query, keep_blank_values=True))

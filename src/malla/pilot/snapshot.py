@@ -21,9 +21,10 @@ from typing import Any
 
 from malla.api.base import Duration
 from malla.config.model import Config
-from malla.pilot.protocol import Protocol
+from malla.pilot.protocol import Protocol, protocol_from_port
+from malla.pilot.destination_rules import MergedRule, destination_rule_for, host_matches, resolve_host
 from malla.pilot.registry import Registry, build_registry
-from malla.pilot.services import DEFAULT_DOMAIN, Workload, frozen_map, labels_match
+from malla.pilot.services import DEFAULT_DOMAIN, Service, Workload, frozen_map, labels_match
 
 _SECOND = 1_000_000_000
 
@@ -164,8 +165,15 @@ class MeshSnapshot:
         index: dict[str, dict[str, dict[str, Config]]] = defaultdict(lambda: defaultdict(dict))
         for c in self.configs:
             index[c.kind][c.namespace][c.name] = c
-        frozen = {k: MappingProxyType({ns: MappingProxyType(names) for ns, names in v.items()}) for k, v in index.items()}
+        frozen = {
+            k: MappingProxyType({ns: MappingProxyType(names) for ns, names in v.items()}) for k, v in index.items()
+        }
         object.__setattr__(self, "_index", MappingProxyType(frozen))
+        rules_by_host: dict[str, list[Config]] = defaultdict(list)
+        for c in self.configs_of("DestinationRule"):
+            rules_by_host[resolve_host(c.spec.host or "", namespace=c.namespace, domain=self.mesh.domain)].append(c)
+        object.__setattr__(self, "_rules_by_host", {h: tuple(v) for h, v in rules_by_host.items()})
+        object.__setattr__(self, "_wildcard_rule_hosts", tuple(h for h in rules_by_host if h.startswith("*")))
 
     def configs_of(self, kind: str, namespace: str | None = None) -> tuple[Config, ...]:
         """Configs of one kind (in one namespace), sorted by namespace and name."""
@@ -175,6 +183,25 @@ class MeshSnapshot:
 
     def config(self, kind: str, namespace: str, name: str) -> Config | None:
         return self._index.get(kind, {}).get(namespace, {}).get(name)  # type: ignore[attr-defined]
+
+    def destination_rules_for_host(self, hostname: str) -> tuple[Config, ...]:
+        """DestinationRules whose host (resolved in their namespace) is or covers ``hostname``."""
+        by_host = self._rules_by_host  # type: ignore[attr-defined]
+        hosts = [hostname, *(h for h in self._wildcard_rule_hosts if h != hostname and host_matches(h, hostname))]  # type: ignore[attr-defined]
+        found = [c for host in hosts for c in by_host.get(host, ())]
+        return tuple(sorted(found, key=lambda c: (c.namespace, c.name)))
+
+    def destination_rule(self, proxy: Proxy, service: Service) -> MergedRule | None:
+        """The DestinationRule(s) ``proxy`` applies to ``service``, merged (see ``destination_rules``)."""
+        return destination_rule_for(
+            self.destination_rules_for_host(service.hostname),
+            service,
+            proxy_namespace=proxy.namespace,
+            proxy_labels=proxy.labels,
+            root_namespace=self.mesh.root_namespace,
+            domain=self.mesh.domain,
+            default_export=self.mesh.default_destination_rule_export_to,
+        )
 
     def sidecar_scope(self, proxy: Proxy) -> Config | None:
         """The Sidecar resource for a proxy, as Istio picks it: own namespace with a
@@ -204,3 +231,42 @@ def _content_hash(mesh: MeshConfig, configs: tuple[Config, ...], registry: Regis
     digest.update(repr(sorted((k, {p: e for p, e in v.items()}) for k, v in registry.endpoints.items())).encode())
     return digest.hexdigest()[:16]
 
+
+def sidecar_for(
+    workload: Workload,
+    *,
+    app_ports: Mapping[str, int] | None = None,
+    app_address: str = "127.0.0.1",
+    proxy_id: str | None = None,
+    capture: CaptureMode = CaptureMode.EXPLICIT,
+    outbound_port: int | None = None,
+) -> Proxy:
+    """The sidecar of a self-registered workload.
+
+    It serves the workload's registered ports at the workload's address; the app
+    listens at ``app_address`` on ``app_ports[name]`` (the same number when not given).
+    """
+    app_ports = app_ports or {}
+    inbound = tuple(
+        InboundPort(
+            port=port,
+            app_port=app_ports.get(name, port),
+            name=name,
+            protocol=protocol_from_port(port=port, name=name),
+        )
+        for name, port in sorted(workload.ports.items(), key=lambda kv: kv[1])
+    )
+    return Proxy(
+        id=proxy_id
+        or f"sidecar~{workload.address}~{workload.name}.{workload.namespace}~{workload.namespace}.svc.cluster.local",
+        namespace=workload.namespace,
+        labels=workload.labels,
+        ip=workload.address,
+        app_address=app_address,
+        service_account=workload.service_account,
+        inbound=inbound,
+        outbound_port=outbound_port,
+        locality=workload.locality,
+        network=workload.network,
+        capture=capture,
+    )

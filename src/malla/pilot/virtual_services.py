@@ -19,7 +19,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 
 from malla.config.model import Config
 from malla.pilot import names
-from malla.pilot.destination_rules import destination_rule_for, host_matches, resolve_host
+from malla.pilot.destination_rules import host_matches, resolve_host
 from malla.pilot.snapshot import MeshSnapshot, Proxy
 from malla.pilot.traffic_policy import translate_hash_policy
 
@@ -130,16 +130,7 @@ class Destinations:
         service = self._snapshot.registry.service(key.host, namespace=self._proxy.namespace)
         if service is None:
             return []
-        mesh = self._snapshot.mesh
-        rule = destination_rule_for(
-            self._snapshot.configs_of("DestinationRule"),
-            service,
-            proxy_namespace=self._proxy.namespace,
-            proxy_labels=self._proxy.labels,
-            root_namespace=mesh.root_namespace,
-            domain=mesh.domain,
-            default_export=mesh.default_destination_rule_export_to,
-        )
+        rule = self._snapshot.destination_rule(self._proxy, service)
         if rule is None:
             return []
         return translate_hash_policy(rule.policy(port=key.port, subset=key.subset or None).load_balancer)

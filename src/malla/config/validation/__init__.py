@@ -6,8 +6,11 @@ field path it is about (``spec.http[0].route[1].weight``) and what is
 allowed. Schema errors (wrong types, unknown fields) are found earlier, by
 the models; these are the rules the schema cannot say.
 
-Each kind has one module here exposing ``validate(spec, ctx)``; ``VALIDATORS``
-maps the kind name to it. Pure: no I/O.
+Each kind has one module here exposing ``validate(spec, ctx)``; ``_MODULES``
+maps the kind name to it. Before the kind's rules, ``validate_spec`` applies
+the metadata rules Istio's webhook applies to every kind. Checks several
+kinds share live in ``common`` and the themed ``common_*`` modules.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -102,9 +105,37 @@ def validator_for(kind: str) -> Validator | None:
     return mod.validate
 
 
+# Istio's metadata rules (pkg/config/validation validateMetadata): dry-run is an
+# AuthorizationPolicy feature; the always-reject annotation exists to test the webhook.
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
+ALWAYS_REJECT_ANNOTATION = "internal.istio.io/webhook-always-reject"
+
+
+def _check_metadata(ctx: ValidationContext) -> Iterator[Finding]:
+    if DRY_RUN_ANNOTATION in ctx.annotations and ctx.kind != "AuthorizationPolicy":
+        yield Finding(
+            "error",
+            f"metadata.annotations[{DRY_RUN_ANNOTATION}]",
+            f"the {DRY_RUN_ANNOTATION} annotation is only supported on AuthorizationPolicy, not on {ctx.kind}: "
+            "remove it",
+        )
+    if ALWAYS_REJECT_ANNOTATION in ctx.annotations:
+        yield Finding(
+            "error",
+            f"metadata.annotations[{ALWAYS_REJECT_ANNOTATION}]",
+            f"the {ALWAYS_REJECT_ANNOTATION} annotation makes Istio refuse the resource whatever its value (it "
+            "exists to test the validation webhook): remove it",
+        )
+
+
 def validate_spec(spec: Any, ctx: ValidationContext) -> list[Finding]:
-    """All findings for one spec, in the order the rules found them."""
+    """All findings for one resource: the metadata rules first, then the kind's rules in the order they found them.
+
+    Istio's webhook stops at a metadata error; here the kind's rules still run,
+    so the user sees every problem of the resource at once.
+    """
+    findings = list(_check_metadata(ctx))
     check = validator_for(ctx.kind)
-    if check is None:
-        return []
-    return list(check(spec, ctx))
+    if check is not None:
+        findings.extend(check(spec, ctx))
+    return findings

@@ -1,113 +1,25 @@
 """Semantic rules of AuthorizationPolicy, as Istio's validation webhook applies them.
 
-Also home of the checks of the policy-attachment fields that the security,
-telemetry and extensions kinds share (``selector``, ``targetRef``,
-``targetRefs``): ``check_selection`` and ``check_workload_selector``.
-
 What Istio rejects is an error; what it accepts but will not do what the
 author most likely meant (a DENY rule made of HTTP-only attributes, a path
 with '*' in the middle) is a warning. Condition attributes follow
 https://istio.io/latest/docs/reference/config/security/conditions/.
+Selection (``selector``, ``targetRef``, ``targetRefs``) follows the shared
+policy-attachment rules of ``common_selectors``; the ``istio.io/dry-run``
+annotation's value and action are checked here, its kind in ``validate_spec``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from pydantic.alias_generators import to_camel
 
 from malla.api.security.authorization_policy import AuthorizationPolicy, Condition, Operation, Rule, Source
-from malla.api.security.common import PolicyTargetReference, WorkloadSelector
-from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.common import check_ip_or_cidr, check_label_selector, join
-
-# --- Policy attachment (selector / targetRef / targetRefs) -------------------
-
-# (canonical group, kind) a targetRef may name; Istio's webhook uses the same list for every kind.
-_TARGET_KINDS = (
-    ("core", "Service"),
-    ("networking.istio.io", "ServiceEntry"),
-    ("gateway.networking.k8s.io", "Gateway"),
-    ("gateway.networking.k8s.io", "GatewayClass"),
-)
-_TARGET_KINDS_TEXT = ", ".join(f"{g}/{k}" for g, k in _TARGET_KINDS)
-_MAX_TARGET_REFS = 16
-
-
-def check_workload_selector(selector: WorkloadSelector | None, findings: Findings, *, path: str = "spec.selector") -> None:
-    """Label keys and values of a selector: exact labels, no wildcards, no empty key."""
-    if selector is None:
-        return
-    labels_path = join(path, "matchLabels")
-    if not selector.match_labels:
-        findings.warning(
-            labels_path,
-            "workload selector without labels selects every workload in the namespace; add matchLabels or remove the selector",
-        )
-        return
-    rest: dict[str, Any] = {}
-    for key, value in selector.match_labels.items():
-        if not key:
-            findings.error(f"{labels_path}[]", f"empty label key in selector (value {value!r}); every label needs a key")
-        elif "*" in key or "*" in value:
-            findings.error(
-                f"{labels_path}[{key}]",
-                f"wildcard is not supported in selector {key}={value}: labels are matched exactly, write the full key and value",
-            )
-        else:
-            rest[key] = value
-    for key, message in check_label_selector(rest):
-        findings.error(f"{labels_path}[{key}]", message)
-
-
-def _check_target_ref(ref: PolicyTargetReference, findings: Findings, *, path: str) -> None:
-    if not ref.name:
-        findings.error(join(path, "name"), "targetRef name is required: the name of the Gateway, Service or ServiceEntry")
-    if ref.namespace:
-        findings.error(
-            join(path, "namespace"),
-            f"targetRef namespace {ref.namespace!r} is not allowed: cross-namespace references are not supported, "
-            "leave it unset (the policy's namespace is used)",
-        )
-    group = ref.group or "core"
-    if not ref.kind:
-        findings.error(join(path, "kind"), f"targetRef kind is required; one of {_TARGET_KINDS_TEXT}")
-    elif (group, ref.kind) not in _TARGET_KINDS:
-        findings.error(
-            join(path, "kind"),
-            f"targetRef to {group}/{ref.kind} is not supported; it must be one of {_TARGET_KINDS_TEXT} "
-            "(the group of a Service is '' or 'core')",
-        )
-
-
-def check_selection(spec: Any, findings: Findings) -> None:
-    """At most one of selector, targetRef, targetRefs, and each of them well formed."""
-    present = [
-        name
-        for name, is_set in (
-            ("selector", spec.selector is not None),
-            ("targetRef", spec.target_ref is not None),
-            ("targetRefs", bool(spec.target_refs)),
-        )
-        if is_set
-    ]
-    if len(present) > 1:
-        findings.error(
-            join("spec", present[-1]),
-            f"only one of selector, targetRef or targetRefs may be set, found {' and '.join(present)}",
-        )
-    check_workload_selector(spec.selector, findings)
-    if spec.target_ref is not None:
-        _check_target_ref(spec.target_ref, findings, path="spec.targetRef")
-    if len(spec.target_refs) > _MAX_TARGET_REFS:
-        findings.error("spec.targetRefs", f"at most {_MAX_TARGET_REFS} targetRefs are allowed, found {len(spec.target_refs)}")
-    for i, ref in enumerate(spec.target_refs):
-        _check_target_ref(ref, findings, path=join("spec.targetRefs", i))
-
-
-# --- AuthorizationPolicy ------------------------------------------------------
+from malla.config.validation import DRY_RUN_ANNOTATION, Finding, Findings, ValidationContext
+from malla.config.validation.common import check_ip_or_cidr, join
+from malla.config.validation.common_selectors import check_selection
 
 _SOURCE_FIELDS = tuple(Source.model_fields)
 _OPERATION_FIELDS = tuple(Operation.model_fields)
@@ -119,17 +31,16 @@ _TCP_SOURCE_FIELDS = tuple(f for f in _SOURCE_FIELDS if "request_principals" not
 # Identity matchers Istio does not support in CUSTOM (external authorizer) policies.
 _CUSTOM_UNSUPPORTED_SOURCE = _PEER_IDENTITY_FIELDS + _SERVICE_ACCOUNT_FIELDS + ("request_principals", "not_request_principals")
 _CUSTOM_UNSUPPORTED_KEYS = ("source.namespace", "source.serviceAccount", "source.principal")
-# https://istio.io/latest/docs/tasks/security/authorization/authz-dry-run/ ; Istio parses the value with Go's ParseBool.
-_DRY_RUN = "istio.io/dry-run"
+# Istio parses the dry-run annotation's value with Go's ParseBool.
 _GO_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
 
 
 def validate(spec: AuthorizationPolicy, ctx: ValidationContext) -> Iterable[Finding]:
     findings = Findings()
-    check_selection(spec, findings)
+    check_selection(findings, selector=spec.selector, target_ref=spec.target_ref, target_refs=spec.target_refs)
     action = spec.action or "ALLOW"
     _check_action(spec, action, findings)
-    _check_dry_run(ctx.annotations.get(_DRY_RUN), action, findings)
+    _check_dry_run(ctx.annotations.get(DRY_RUN_ANNOTATION), action, findings)
     for i, rule in enumerate(spec.rules):
         _check_rule(rule, findings, path=join("spec.rules", i), action=action)
     return findings
@@ -161,11 +72,11 @@ def _check_action(spec: AuthorizationPolicy, action: str, findings: Findings) ->
 def _check_dry_run(value: str | None, action: str, findings: Findings) -> None:
     if value is None:
         return
-    path = f"metadata.annotations[{_DRY_RUN}]"
+    path = f"metadata.annotations[{DRY_RUN_ANNOTATION}]"
     if action not in ("ALLOW", "DENY"):
-        findings.error(path, f"the {_DRY_RUN} annotation only works with action ALLOW or DENY, found action {action}")
+        findings.error(path, f"the {DRY_RUN_ANNOTATION} annotation only works with action ALLOW or DENY, found action {action}")
     elif value not in _GO_BOOLS:
-        findings.error(path, f"invalid {_DRY_RUN} value {value!r}: use \"true\" or \"false\"")
+        findings.error(path, f"invalid {DRY_RUN_ANNOTATION} value {value!r}: use \"true\" or \"false\"")
 
 
 def _check_rule(rule: Rule, findings: Findings, *, path: str, action: str) -> None:
@@ -215,7 +126,7 @@ def _check_source(source: Source, findings: Findings, *, path: str, action: str)
         for k, value in enumerate(values):
             problem = _empty_value(value, to_camel(field))
             if problem is None and field in _IP_FIELDS:
-                problem = _check_ip_block(value)
+                problem = check_ip_or_cidr(value)
             if problem is None and field in _SERVICE_ACCOUNT_FIELDS:
                 problem = _check_service_account(value)
             if problem:
@@ -280,13 +191,6 @@ def _denies_all_tcp(rule: Rule) -> bool:
 
 _DIGITS = re.compile(r"[0-9]+")
 _SA_FORM = "write 'serviceAccount' or 'namespace/serviceAccount'"
-
-
-def _check_ip_block(value: str) -> str | None:
-    # Istio parses "a/b" as an address prefix and anything else as one address: no netmask form.
-    if "/" in value and not _DIGITS.fullmatch(value.rpartition("/")[2]):
-        return f"invalid CIDR {value!r}: the prefix length must be a number, as in 10.0.0.0/8"
-    return check_ip_or_cidr(value)
 
 
 def _check_service_account(value: str) -> str | None:
@@ -405,7 +309,7 @@ def _condition_key_problem(key: str) -> str | None:
 
 def _condition_value_problem(key: str, value: str) -> str | None:
     if key in _IP_KEYS:
-        return _check_ip_block(value)
+        return check_ip_or_cidr(value)
     if key == "destination.port":
         finding = _port_finding(value)
         return finding[1] if finding and finding[0] == "error" else None

@@ -1,4 +1,4 @@
-"""Rules every kind may need: field paths, addresses, regexes, durations, percentages, header names, exportTo.
+"""Rules every kind may need: field paths, DNS labels, addresses, regexes, durations, percentages, header names, exportTo.
 
 Two shapes of check live here and in the themed ``common_*`` modules:
 ``check_x(value) -> str | None`` judges one value and returns what is
@@ -6,9 +6,9 @@ wrong (the caller attaches the field path it knows), while
 ``check_x(f, value, *, path=...)`` walks a list or map and records its
 own findings. Messages say what is wrong and what is allowed.
 
-The themed modules: ``common_hosts`` (DNS names, wildcard domains,
-'namespace/host' entries), ``common_ports`` (ports, port names,
-protocols, bind and Unix socket addresses), ``common_selectors``
+The themed modules: ``common_hosts`` (FQDNs, wildcard domains,
+'namespace/host' entries, subset names), ``common_ports`` (ports, port
+names, protocols, bind and Unix socket addresses), ``common_selectors``
 (labels, workload selectors, targetRef(s)) and ``common_wasm`` (the Wasm
 module fields WasmPlugin and TrafficExtension share).
 """
@@ -29,7 +29,8 @@ _RE2_OPTIONS.log_errors = False  # RE2 would print every bad pattern to stderr
 
 _NS_PER_MS = 1_000_000
 # Istio's labels.IsDNS1123Label (pkg/config/labels): unlike Kubernetes' names, upper case is allowed.
-_DNS1123_LABEL = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
+DNS1123_LABEL_FORMAT = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
+_DNS1123_LABEL = re.compile(DNS1123_LABEL_FORMAT)
 DNS1123_LABEL_MAX = 63
 _DIGITS = re.compile(r"[0-9]+")
 # Istio's ValidateHTTPHeaderName.
@@ -108,10 +109,8 @@ def check_regex(pattern: str) -> str | None:
 
 def check_http_header_name(name: str) -> str | None:
     """Istio's ValidateHTTPHeaderName: letters, digits, '-' and '_'."""
-    if not name:
-        return "header name is required: letters, digits, '-' and '_'"
     if not _HEADER_NAME.fullmatch(name):
-        return f"invalid header name {name!r}: use only letters, digits, '-' and '_'"
+        return f"invalid header name {name!r}: use one or more letters, digits, '-' and '_'"
     return None
 
 

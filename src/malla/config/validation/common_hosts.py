@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 
-from malla.config.validation.common import DNS1123_LABEL_MAX, is_dns1123_label, is_ip
+from malla.config.validation.common import DNS1123_LABEL_FORMAT, DNS1123_LABEL_MAX, is_dns1123_label, is_ip
 
 _FQDN_MAX = 255
 _SUBDOMAIN_MAX = 253
-_WILDCARD_LABEL = re.compile(r"\*|(?:\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
+_WILDCARD_LABEL = re.compile(rf"\*|(?:\*|\*-)?{DNS1123_LABEL_FORMAT}")
 _LOWER_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _LABEL_RULE = "1-63 letters, digits or '-', starting and ending with a letter or digit"
 
@@ -74,7 +74,7 @@ def check_wildcard_domain(name: str) -> str | None:
 def check_partial_wildcard(name: str) -> str | None:
     """Istio's ValidatePartialWildCard: '*' alone or a whole '*.' first label, not '*foo.com'."""
     if "*" in name and name != "*" and not name.startswith("*."):
-        return f"partial wildcard {name!r} is not allowed: use '*' or a '*.' prefix such as '*.example.com'"
+        return f"partial wildcard {name!r} is not supported: use '*' or a '*.' prefix such as '*.example.com'"
     return None
 
 

@@ -2,8 +2,8 @@
 
 Traffic policies (load balancing, connection pools, outlier detection,
 client TLS, tunnels, retry budgets), subsets, exportTo and the workload
-selector. ``check_connection_pool`` (Sidecar), ``check_export_to`` and
-``subset_name_error`` (VirtualService) are shared and imported from here.
+selector. ``check_connection_pool`` checks the ConnectionPoolSettings
+message this kind defines, which Sidecar listeners use too.
 """
 
 from __future__ import annotations
@@ -18,70 +18,20 @@ from malla.api.networking.destination_rule import (
     DestinationRule,
     LoadBalancerSettings,
     LocalityLoadBalancerSetting,
-    MatchLabelsSelector,
     OutlierDetection,
     PortTrafficPolicy,
     TrafficPolicy,
     TunnelSettings,
 )
 from malla.config.validation import Findings, ValidationContext
-from malla.config.validation.common import is_ip, join
-from malla.config.validation.gateway import (
-    duration_error,
-    fqdn_error,
-    is_label,
-    label_errors,
-    port_error,
-    wildcard_domain_error,
-)
+from malla.config.validation.common import check_duration, check_export_to, check_percent, is_ip, join
+from malla.config.validation.common_hosts import check_fqdn, check_subset_name, check_wildcard_domain
+from malla.config.validation.common_ports import check_port
+from malla.config.validation.common_selectors import check_labels, check_workload_selector
 
 _MAGLEV_MAX = 5_000_011  # Envoy's upper bound (exclusive) for the Maglev table size
 _TOPOLOGY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
 _CONFIGMAP_PREFIX = "configmap://"
-
-
-def subset_name_error(name: str | None) -> str | None:
-    if not name:
-        return "subset name cannot be empty"
-    if not is_label(name):
-        return f"invalid subset name {name!r}: must be a DNS-1123 label (letters, digits and '-', at most 63 long)"
-    return None
-
-
-def check_export_to(f: Findings, path: str, values: list[str], *, namespace: str, with_selector: bool = False) -> None:
-    """'.', '*' or namespace names; no duplicates; '*' alone."""
-    seen: set[str] = set()
-    for i, value in enumerate(values):
-        key = namespace if value == "." else value
-        if key in seen:
-            what = f"'.' is the current namespace {namespace!r}" if value == "." else repr(value)
-            f.error(join(path, i), f"duplicate exportTo entry: {what}")
-        elif value == "~":
-            f.error(join(path, i), "exportTo '~' (none) is only allowed for ServiceEntry: use '.', '*' or a namespace")
-        elif value not in (".", "*") and not is_label(value):
-            f.error(join(path, i), f"invalid exportTo entry {value!r}: use '.', '*' or a namespace name")
-        else:
-            seen.add(key)
-    if with_selector and seen:
-        if namespace not in seen:
-            f.error(path, "a destination rule with a workloadSelector can only be exported to its own namespace ('.')")
-        elif len(seen) > 1:
-            f.error(path, "a destination rule with a workloadSelector cannot have more than one exportTo entry")
-    if "*" in seen and len(values) > 1:
-        f.error(path, "'*' exports to every namespace: do not combine it with other exportTo entries")
-
-
-def check_match_labels_selector(f: Findings, path: str, selector: MatchLabelsSelector | None) -> None:
-    if selector is None:
-        return
-    for key, value in selector.match_labels.items():
-        where = join(path, "matchLabels", key)
-        if not key:
-            f.error(where, f"empty label key in selector ({key}={value}): give a label name")
-        if "*" in key or "*" in value:
-            f.error(where, f"wildcards are not supported in selectors: {key}={value}")
-    if not selector.match_labels:
-        f.warning(path, "workload selector without matchLabels selects every workload in the namespace")
 
 
 # --- Connection pools and outlier detection -----------------------------------------------
@@ -89,7 +39,7 @@ def check_match_labels_selector(f: Findings, path: str, selector: MatchLabelsSel
 
 def _check_durations(f: Findings, path: str, *pairs: tuple[str, Duration | None]) -> None:
     for name, value in pairs:
-        if error := duration_error(value, name):
+        if error := check_duration(value, name):
             f.error(join(path, name), error)
 
 
@@ -146,8 +96,8 @@ def _check_outlier(f: Findings, path: str, od: OutlierDetection | None) -> None:
             "consecutiveLocalOriginFailures needs splitExternalLocalOriginErrors: true",
         )
     for name, value in (("maxEjectionPercent", od.max_ejection_percent), ("minHealthPercent", od.min_health_percent)):
-        if value is not None and not 0 <= value <= 100:
-            f.error(join(path, name), f"{name} must be between 0 and 100, got {value}")
+        if error := check_percent(value, name):
+            f.error(join(path, name), error)
 
 
 # --- Load balancing ----------------------------------------------------------------------
@@ -273,11 +223,8 @@ def _check_load_balancer(
     if lb.warmup.duration is None:
         f.error(join(where, "duration"), "warmup.duration is required")
     _check_durations(f, where, ("duration", lb.warmup.duration))
-    if lb.warmup.minimum_percent is not None and not 0 <= lb.warmup.minimum_percent <= 100:
-        f.error(
-            join(where, "minimumPercent"),
-            f"minimumPercent must be between 0 and 100, got {lb.warmup.minimum_percent}",
-        )
+    if error := check_percent(lb.warmup.minimum_percent, "minimumPercent"):
+        f.error(join(where, "minimumPercent"), error)
     if lb.warmup.aggression is not None and lb.warmup.aggression < 1:
         f.error(join(where, "aggression"), f"aggression must be at least 1, got {lb.warmup.aggression}")
 
@@ -323,12 +270,12 @@ def _check_tunnel(f: Findings, path: str, tunnel: TunnelSettings | None) -> None
     if tunnel.protocol and tunnel.protocol not in ("CONNECT", "POST"):
         f.error(join(path, "protocol"), f"tunnel protocol must be CONNECT or POST, got {tunnel.protocol!r}")
     host = tunnel.target_host or ""
-    if fqdn_error(host) and not is_ip(host):
+    if check_fqdn(host) and not is_ip(host):
         f.error(
             join(path, "targetHost"),
             f"tunnel targetHost {host!r} must be a fully qualified domain name or an IP address",
         )
-    if error := port_error(tunnel.target_port, "tunnel targetPort"):
+    if error := check_port(tunnel.target_port, "tunnel targetPort"):
         f.error(join(path, "targetPort"), error)
 
 
@@ -337,7 +284,7 @@ def _check_port_policies(f: Findings, path: str, policies: list[PortTrafficPolic
         where = join(path, i)
         if policy.port is None:
             f.error(join(where, "port"), "a port-level traffic policy needs port.number")
-        elif error := port_error(policy.port.number):
+        elif error := check_port(policy.port.number):
             f.error(join(where, "port", "number"), error)
         if not (policy.outlier_detection or policy.connection_pool or policy.load_balancer or policy.tls):
             f.error(
@@ -371,16 +318,13 @@ def check_traffic_policy(f: Findings, path: str, tp: TrafficPolicy | None, *, na
     check_client_tls(f, join(path, "tls"), tp.tls, namespace=namespace)
     _check_port_policies(f, join(path, "portLevelSettings"), tp.port_level_settings, namespace=namespace)
     _check_tunnel(f, join(path, "tunnel"), tp.tunnel)
-    if tp.retry_budget is not None and tp.retry_budget.percent is not None and not 0 <= tp.retry_budget.percent <= 100:
-        f.error(
-            join(path, "retryBudget", "percent"),
-            f"percent must be between 0 and 100, got {tp.retry_budget.percent}",
-        )
+    if tp.retry_budget is not None and (error := check_percent(tp.retry_budget.percent)):
+        f.error(join(path, "retryBudget", "percent"), error)
 
 
 def validate(spec: DestinationRule, ctx: ValidationContext) -> Findings:
     f = Findings()
-    if error := wildcard_domain_error(spec.host or ""):
+    if error := check_wildcard_domain(spec.host or ""):
         f.error("spec.host", error)
     check_traffic_policy(f, "spec.trafficPolicy", spec.traffic_policy, namespace=ctx.namespace)
     names: set[str] = set()
@@ -389,12 +333,11 @@ def validate(spec: DestinationRule, ctx: ValidationContext) -> Findings:
         if subset.name and subset.name in names:
             f.error(join(path, "name"), f"duplicate subset name {subset.name!r}: subset names must be unique")
         names.add(subset.name or "")
-        if error := subset_name_error(subset.name):
+        if error := check_subset_name(subset.name):
             f.error(join(path, "name"), error)
-        for key, message in label_errors(subset.labels):
-            f.error(join(path, "labels", key), message)
+        check_labels(f, subset.labels, path=join(path, "labels"))
         check_traffic_policy(f, join(path, "trafficPolicy"), subset.traffic_policy, namespace=ctx.namespace)
     with_selector = spec.workload_selector is not None
-    check_export_to(f, "spec.exportTo", spec.export_to, namespace=ctx.namespace, with_selector=with_selector)
-    check_match_labels_selector(f, "spec.workloadSelector", spec.workload_selector)
+    check_export_to(f, spec.export_to, namespace=ctx.namespace, with_selector=with_selector)
+    check_workload_selector(f, spec.workload_selector, path="spec.workloadSelector")
     return f

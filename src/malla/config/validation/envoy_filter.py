@@ -29,9 +29,9 @@ from google.protobuf import json_format
 
 from malla.api.networking.envoy_filter import EnvoyConfigObjectMatch, EnvoyConfigObjectPatch, EnvoyFilter, ListenerMatch
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.common import check_port, check_regex, join
-from malla.config.validation.proxy_config import check_target_ref
-from malla.config.validation.service_entry import check_selector_labels
+from malla.config.validation.common import check_regex, join
+from malla.config.validation.common_ports import check_port
+from malla.config.validation.common_selectors import check_selection
 
 HCM = "envoy.filters.network.http_connection_manager"
 
@@ -358,25 +358,15 @@ def _check_config_patch(cp: EnvoyConfigObjectPatch, path: str, spec: EnvoyFilter
         check_patch_value(apply_to, cp.patch.value, join(path, "patch", "value"), f)
 
 
-def _check_selection(spec: EnvoyFilter, f: Findings) -> None:
-    if spec.workload_selector is not None:
-        check_selector_labels(spec.workload_selector.labels, "spec.workloadSelector.labels", f)
-        if not spec.workload_selector.labels:
-            f.warning("spec.workloadSelector", "workload selector has no labels: the filter applies to every "
-                      "workload in the namespace")
-        if spec.target_refs:
-            f.error("spec", "only one of targetRefs or workloadSelector may be set")
-    if len(spec.target_refs) > 16:
-        f.error("spec.targetRefs", f"at most 16 targetRefs are allowed, got {len(spec.target_refs)}")
-    for i, ref in enumerate(spec.target_refs):
-        check_target_ref(ref, join("spec.targetRefs", i), f)
-
-
 def validate(spec: EnvoyFilter, ctx: ValidationContext) -> Iterable[Finding]:
     f = Findings()
     f.warning("spec", "EnvoyFilter exposes internal implementation details that may change at any time: prefer "
               "other APIs where possible, and take extreme care on upgrades")
-    _check_selection(spec, f)
+    # Istio's webhook leaves targetRefs to the CRD schema, which takes any kind: unsupported kinds only warn.
+    check_selection(
+        f, selector=spec.workload_selector, target_refs=spec.target_refs, selector_field="workloadSelector",
+        kinds_enforced=False,
+    )
     if not spec.config_patches:
         f.warning("spec.configPatches", "no configPatches: this EnvoyFilter changes nothing")
     versioned: set[str] = set()

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 
 from malla.api.security.peer_authentication import PeerAuthentication
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.authorization_policy import check_workload_selector
-from malla.config.validation.common import check_port
+from malla.config.validation.common_ports import check_port
+from malla.config.validation.common_selectors import check_workload_selector
 
 
 def validate(spec: PeerAuthentication, ctx: ValidationContext) -> Iterable[Finding]:
     findings = Findings()
-    check_workload_selector(spec.selector, findings)
+    check_workload_selector(findings, spec.selector, path="spec.selector")
     has_labels = spec.selector is not None and bool(spec.selector.match_labels)
     if spec.port_level_mtls and not has_labels:
         findings.error(

@@ -16,11 +16,9 @@ from urllib.parse import urlsplit
 
 from malla.api.security.request_authentication import JWTRule, RequestAuthentication
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.authorization_policy import check_selection
-from malla.config.validation.common import join
+from malla.config.validation.common import check_duration, check_http_header_name, join
+from malla.config.validation.common_selectors import check_selection
 
-# Istio's strict header name check for outputClaimToHeaders.header.
-_STRICT_HEADER = re.compile(r"[-_A-Za-z0-9]+")
 # Envoy's lax HTTP_HEADER_NAME rule: anything but NUL, CR and LF.
 _LAX_HEADER_FORBIDDEN = re.compile(r"[\x00\r\n]")
 _KEY_TYPES = ("RSA", "EC", "oct", "OKP")
@@ -29,7 +27,7 @@ _MAX_SPACE_DELIMITED_CLAIMS = 64
 
 def validate(spec: RequestAuthentication, ctx: ValidationContext) -> Iterable[Finding]:
     findings = Findings()
-    check_selection(spec, findings)
+    check_selection(findings, selector=spec.selector, target_ref=spec.target_ref, target_refs=spec.target_refs)
     for i, rule in enumerate(spec.jwt_rules):
         _check_jwt_rule(rule, findings, path=join("spec.jwtRules", i))
     return findings
@@ -57,7 +55,8 @@ def _check_jwt_rule(rule: JWTRule, findings: Findings, *, path: str) -> None:
             f"invalid header name {rule.output_payload_to_header!r}: NUL, CR and LF are not allowed",
         )
     _check_claim_headers(rule, findings, path=path)
-    _check_timeout(rule, findings, path=path)
+    if problem := check_duration(rule.timeout, "timeout"):
+        findings.error(join(path, "timeout"), problem)
     claims_path = join(path, "spaceDelimitedClaims")
     if len(rule.space_delimited_claims) > _MAX_SPACE_DELIMITED_CLAIMS:
         findings.error(
@@ -131,17 +130,5 @@ def _check_claim_headers(rule: JWTRule, findings: Findings, *, path: str) -> Non
             findings.error(join(item_path, "claim"), "claim is required: the name of the token claim to copy")
         if not item.header:
             findings.error(join(item_path, "header"), "header is required: the name of the request header to create")
-        elif not _STRICT_HEADER.fullmatch(item.header):
-            findings.error(
-                join(item_path, "header"),
-                f"invalid header name {item.header!r}: use only letters, digits, '-' and '_'",
-            )
-
-
-def _check_timeout(rule: JWTRule, findings: Findings, *, path: str) -> None:
-    if rule.timeout is None:
-        return
-    if rule.timeout.nanos < 1_000_000:
-        findings.error(join(path, "timeout"), f"timeout must be at least 1ms, got {rule.timeout}")
-    elif rule.timeout.nanos % 1_000_000:
-        findings.error(join(path, "timeout"), f"timeout {rule.timeout} is finer than a millisecond; only whole milliseconds are supported")
+        elif problem := check_http_header_name(item.header):
+            findings.error(join(item_path, "header"), problem)

@@ -14,67 +14,29 @@ from collections.abc import Iterable
 
 from malla.api.networking.service_entry import ServiceEntry, ServicePort
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.common import check_ip_or_cidr, check_port, join
-from malla.config.validation.workload_entry import (
+from malla.config.validation.common import check_export_to, check_ip_or_cidr, join, key
+from malla.config.validation.common_hosts import check_fqdn, check_partial_wildcard, check_wildcard_domain
+from malla.config.validation.common_ports import (
+    PROTOCOLS_ALLOWED,
     UNIX_PREFIX,
-    check_address_kind,
-    check_entry_shape,
-    check_fqdn,
+    check_port,
     check_port_name,
-    check_wildcard_domain,
-    is_dns1123_label,
-    is_wildcard,
-    key,
+    is_http_protocol,
+    is_tcp_protocol,
+    is_tls_protocol,
+    parse_protocol,
 )
+from malla.config.validation.common_selectors import check_workload_selector
+from malla.config.validation.workload_entry import check_address_kind, check_entry_shape
 
-# Istio's protocol.Parse: matched without regard to case; "" means "detect".
-PROTOCOLS = {p.lower(): p for p in ("HTTP", "HTTPS", "GRPC", "GRPC-Web", "HTTP2", "HTTP_PROXY", "MONGO",
-                                     "Redis", "MySQL", "TCP", "TLS", "UDP")}
-_HTTP = {"http", "http2", "http_proxy", "grpc", "grpc-web"}
-_TLS = {"https", "tls"}
-_TCP = {"tcp", "https", "tls", "mongo", "redis", "mysql"}
 # Istio allocates a VIP for hosts of non-NONE entries unless this label is "false".
 _AUTOALLOCATE_LABEL = "networking.istio.io/enable-autoallocate-ip"
 _MAX_LB_WEIGHT_SUM = 2**32 - 1  # Envoy: the weights of one locality must fit in a uint32
 
 
-def protocol_name(protocol: str | None) -> str:
-    return (protocol or "").lower()
-
-
-def check_selector_labels(labels: dict[str, str], path: str, f: Findings) -> None:
-    """A workload selector: no empty keys, no wildcards, values of at most 63 characters."""
-    for name, value in labels.items():
-        if not name:
-            f.error(key(path, name), f"empty label key in selector ({name}={value}): every key must be named")
-        if "*" in name or "*" in value:
-            f.error(key(path, name), f"wildcard is not supported in selector ({name}={value}): "
-                    "select exact label values")
-        if len(value) > 63:
-            f.error(key(path, name), f"label value for {name!r} is longer than 63 characters")
-
-
-def check_export_to(export_to: list[str], namespace: str, f: Findings, *, allow_none: bool) -> None:
-    """'.', '*', '~' (ServiceEntry only) or namespace names; '*' and '~' stand alone."""
-    seen: dict[str, str] = {}
-    for i, entry in enumerate(export_to):
-        path = join("spec.exportTo", i)
-        name = namespace if entry == "." else entry
-        if name in seen:
-            first = seen[name]
-            what = f"'.' and the current namespace {namespace!r}" if first != entry else repr(entry)
-            f.error(path, f"duplicate exportTo entry: {what} name the same namespace")
-            continue
-        seen[name] = entry
-        if entry in (".", "*") or (entry == "~" and allow_none):
-            continue
-        if not is_dns1123_label(entry):
-            allowed = "'.', '*', '~'" if allow_none else "'.', '*'"
-            f.error(path, f"invalid exportTo entry {entry!r}: use {allowed} or a namespace name")
-    if "*" in export_to and len(export_to) > 1:
-        f.error("spec.exportTo", "'*' exports to every namespace: it cannot be combined with other entries")
-    if "~" in export_to and len(export_to) > 1:
-        f.error("spec.exportTo", "'~' exports to no namespace: it cannot be combined with other entries")
+def _carries_host_name(protocol: str | None) -> bool:
+    """HTTP and TLS traffic names its host (Host header, SNI); opaque TCP does not."""
+    return is_http_protocol(protocol) or is_tls_protocol(protocol)
 
 
 def _check_hosts(spec: ServiceEntry, f: Findings) -> None:
@@ -87,11 +49,10 @@ def _check_hosts(spec: ServiceEntry, f: Findings) -> None:
         if host == "*":
             f.error(path, "host '*' would capture every name: use a DNS name, or a wildcard such as '*.example.com'")
             continue
-        problem = check_wildcard_domain(host)
-        if problem:
+        if problem := check_wildcard_domain(host):
             f.error(path, problem)
-        elif "*" in host and not host.startswith("*."):
-            f.warning(path, f"partial wildcard {host!r} is not supported: use a whole first label, as '*.example.com'")
+        elif problem := check_partial_wildcard(host):
+            f.warning(path, problem)
 
 
 def _check_addresses(spec: ServiceEntry, resolution: str, f: Findings) -> None:
@@ -123,9 +84,9 @@ def _check_port(port: ServicePort, path: str, f: Findings) -> None:
         problem = check_port_name(port.name)
         if problem:
             f.error(join(path, "name"), problem)
-    if port.protocol and protocol_name(port.protocol) not in PROTOCOLS:
-        f.error(join(path, "protocol"), f"unsupported protocol {port.protocol!r}: use one of "
-                f"{', '.join(PROTOCOLS.values())}, or leave it empty to detect it")
+    if port.protocol and parse_protocol(port.protocol) is None:
+        f.error(join(path, "protocol"), f"unsupported protocol {port.protocol!r}: use one of {PROTOCOLS_ALLOWED}, "
+                "or leave it empty to detect it")
 
 
 def _autoallocates(spec: ServiceEntry, resolution: str, ctx: ValidationContext) -> bool:
@@ -191,21 +152,21 @@ def _check_dns(spec: ServiceEntry, resolution: str, service_ports: set[str], f: 
         else:
             check_address_kind(address, join(path, "address"), f, allow_fqdn=True, allow_unix=False)
         _check_endpoint_ports(endpoint.ports, path, service_ports, f)
-    if spec.addresses and len(spec.hosts) > 1 and any(protocol_name(p.protocol) in _TCP for p in spec.ports):
+    if spec.addresses and len(spec.hosts) > 1 and any(is_tcp_protocol(p.protocol) for p in spec.ports):
         f.warning("spec.hosts", "a service entry with addresses and a TCP port should have one host: "
                   "TCP connections carry no host name to tell the hosts apart")
 
 
 def _check_dynamic_dns(spec: ServiceEntry, f: Findings) -> None:
     for i, host in enumerate(spec.hosts):
-        if not is_wildcard(host):
+        if not host.startswith("*"):
             f.warning(join("spec.hosts", i), f"resolution DYNAMIC_DNS is meant for wildcard hosts such as "
                       f"'*.example.com'; use resolution DNS for {host!r}")
     if spec.endpoints:
         f.warning("spec.endpoints", "endpoints are ignored with resolution DYNAMIC_DNS: the name to resolve comes "
                   "from each request's Host header or SNI")
     for i, port in enumerate(spec.ports):
-        if protocol_name(port.protocol) not in _HTTP | _TLS:
+        if not _carries_host_name(port.protocol):
             f.warning(join("spec.ports", i, "protocol"), "resolution DYNAMIC_DNS needs an HTTP or TLS port "
                       "(the name comes from the Host header or SNI); opaque TCP traffic cannot be routed")
 
@@ -234,7 +195,7 @@ def _check_resolution(spec: ServiceEntry, resolution: str, f: Findings) -> None:
         _check_dynamic_dns(spec, f)
     if resolution != "NONE" and len(spec.hosts) > 1:
         for i, port in enumerate(spec.ports):
-            if protocol_name(port.protocol) not in _HTTP | _TLS:
+            if not _carries_host_name(port.protocol):
                 f.error(join("spec.ports", i, "protocol"), f"several hosts with resolution {resolution} need HTTP or "
                         "TLS ports, which carry the host name; for TCP use one host per entry or resolution NONE")
                 break
@@ -255,10 +216,7 @@ def _check_selector(spec: ServiceEntry, f: Findings) -> None:
     selector = spec.workload_selector
     if selector is None:
         return
-    check_selector_labels(selector.labels, "spec.workloadSelector.labels", f)
-    if not selector.labels:
-        f.warning("spec.workloadSelector", "workload selector has no labels: it selects every workload "
-                  "in the namespace")
+    check_workload_selector(f, selector, path="spec.workloadSelector")
     if spec.endpoints:
         f.error("spec.workloadSelector", "only one of workloadSelector or endpoints may be set")
 
@@ -276,5 +234,5 @@ def validate(spec: ServiceEntry, ctx: ValidationContext) -> Iterable[Finding]:
         f.error("spec.endpoints", f"at most 4096 endpoints are allowed, got {len(spec.endpoints)}")
     _check_resolution(spec, resolution, f)
     _check_weights(spec, f)
-    check_export_to(spec.export_to, ctx.namespace, f, allow_none=True)
+    check_export_to(f, spec.export_to, namespace=ctx.namespace, allow_none=True)
     return f

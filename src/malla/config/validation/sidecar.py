@@ -8,7 +8,6 @@ traffic policy's egress proxy.
 
 from __future__ import annotations
 
-from malla.api.networking.destination_rule import WorkloadSelector
 from malla.api.networking.sidecar import (
     IstioEgressListener,
     IstioIngressListener,
@@ -18,46 +17,33 @@ from malla.api.networking.sidecar import (
 )
 from malla.config.validation import Findings, ValidationContext
 from malla.config.validation.common import is_ip, join
-from malla.config.validation.destination_rule import check_connection_pool
-from malla.config.validation.gateway import (
+from malla.config.validation.common_hosts import check_fqdn, namespace_host_errors
+from malla.config.validation.common_ports import (
     PROTOCOLS_ALLOWED,
+    UNIX_PREFIX,
     bind_errors,
-    check_server_tls,
-    fqdn_error,
+    check_port,
+    check_port_name,
+    check_unix_address,
     is_http_protocol,
-    is_label,
     is_tls_protocol,
-    namespace_host_errors,
     parse_protocol,
-    port_error,
-    unix_address_error,
 )
-from malla.config.validation.virtual_service import check_destination
+from malla.config.validation.common_selectors import check_workload_selector
+from malla.config.validation.destination_rule import check_connection_pool
+from malla.config.validation.gateway import check_server_tls
+from malla.config.validation.virtual_service_l4 import check_destination
 
-_UNIX_PREFIX = "unix://"
 _LOOPBACK_OR_ANY = {"", "127.0.0.1", "0.0.0.0", "::1", "::"}
 _DEFAULT_ENDPOINT_FORMS = "127.0.0.1:<port>, 0.0.0.0:<port>, [::1]:<port>, [::]:<port> or unix://<absolute path>"
 
 
-def _check_selector(f: Findings, path: str, selector: WorkloadSelector | None) -> None:
-    if selector is None:
-        return
-    for key, value in selector.labels.items():
-        where = join(path, "labels", key)
-        if not key:
-            f.error(where, f"empty label key in selector ({key}={value}): give a label name")
-        if "*" in key or "*" in value:
-            f.error(where, f"wildcards are not supported in selectors: {key}={value}")
-    if not selector.labels:
-        f.warning(path, "workloadSelector has no labels: this Sidecar applies to every workload in the namespace")
-
-
 def _check_port(f: Findings, path: str, port: SidecarPort, *, number_required: bool = True) -> None:
-    if port.name and not is_label(port.name):
-        f.error(join(path, "name"), f"invalid port name {port.name!r}: must be a DNS-1123 label")
+    if port.name and (error := check_port_name(port.name)):
+        f.error(join(path, "name"), error)
     if port.protocol and parse_protocol(port.protocol) is None:
         f.error(join(path, "protocol"), f"unsupported protocol {port.protocol!r}: use one of {PROTOCOLS_ALLOWED}")
-    if number_required and (error := port_error(port.number)):
+    if number_required and (error := check_port(port.number)):
         f.error(join(path, "number"), error)
     if port.target_port:
         f.error(join(path, "targetPort"), "targetPort has no effect on sidecars: remove it")
@@ -72,8 +58,8 @@ def _split_host_port(endpoint: str) -> tuple[str, str] | None:
 
 
 def _check_default_endpoint(f: Findings, path: str, endpoint: str) -> None:
-    if endpoint.startswith(_UNIX_PREFIX):
-        if error := unix_address_error(endpoint[len(_UNIX_PREFIX):]):
+    if endpoint.startswith(UNIX_PREFIX):
+        if error := check_unix_address(endpoint[len(UNIX_PREFIX) :]):
             f.error(path, error)
         return
     parts = _split_host_port(endpoint)
@@ -89,7 +75,7 @@ def _check_default_endpoint(f: Findings, path: str, endpoint: str) -> None:
         )
     if not port.isdigit():
         f.error(path, f"defaultEndpoint port {port!r} is not a number")
-    elif error := port_error(int(port)):
+    elif error := check_port(int(port)):
         f.error(path, error)
 
 
@@ -149,9 +135,9 @@ def _check_egress_port(
     bind = listener.bind or ""
     _check_port(f, join(path, "port"), port, number_required=bool(port.number))
     if not port.number:
-        if not bind.startswith(_UNIX_PREFIX):
+        if not bind.startswith(UNIX_PREFIX):
             f.error(join(path, "bind"), "a listener with port number 0 must bind to a unix domain socket (unix://...)")
-        elif error := unix_address_error(bind[len(_UNIX_PREFIX):]):
+        elif error := check_unix_address(bind[len(UNIX_PREFIX) :]):
             f.error(join(path, "bind"), error)
         if (listener.capture_mode or "DEFAULT") not in ("DEFAULT", "NONE"):
             f.error(join(path, "captureMode"), "unix domain socket listeners need captureMode DEFAULT or NONE")
@@ -210,7 +196,7 @@ def _check_outbound_policy(f: Findings, path: str, policy: OutboundTrafficPolicy
     if (policy.mode or "REGISTRY_ONLY") != "ALLOW_ANY":
         f.error(where, "egressProxy can only be set with mode ALLOW_ANY")
         return
-    if error := fqdn_error(policy.egress_proxy.host or ""):
+    if error := check_fqdn(policy.egress_proxy.host or ""):
         f.error(join(where, "host"), f"{error} (egressProxy takes a fully qualified name, no wildcard)")
     if policy.egress_proxy.port is None:
         f.error(join(where, "port"), "egressProxy needs port.number")
@@ -220,7 +206,7 @@ def _check_outbound_policy(f: Findings, path: str, policy: OutboundTrafficPolicy
 
 def validate(spec: Sidecar, ctx: ValidationContext) -> Findings:
     f = Findings()
-    _check_selector(f, "spec.workloadSelector", spec.workload_selector)
+    check_workload_selector(f, spec.workload_selector, path="spec.workloadSelector")
     if not (spec.egress or spec.ingress or spec.outbound_traffic_policy or spec.inbound_connection_pool):
         f.error(
             "spec",

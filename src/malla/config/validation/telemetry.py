@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 from malla.api.telemetry.telemetry import AccessLogging, CustomTag, Metrics, MetricsOverrides, ProviderRef, Telemetry, Tracing
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.authorization_policy import check_selection
 from malla.config.validation.common import check_non_negative_duration, join
+from malla.config.validation.common_selectors import check_selection
 
 # The value each custom tag source must carry.
 _TAG_SOURCES = {"literal": "value", "environment": "name", "header": "name", "formatter": "value"}
@@ -29,7 +29,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 def validate(spec: Telemetry, ctx: ValidationContext) -> Iterable[Finding]:
     findings = Findings()
-    check_selection(spec, findings)
+    check_selection(findings, selector=spec.selector, target_ref=spec.target_ref, target_refs=spec.target_refs)
     if len(spec.tracing) > 1:
         findings.warning("spec.tracing", "only one tracing entry per Telemetry is supported; merge the entries into one")
     for i, tracing in enumerate(spec.tracing):

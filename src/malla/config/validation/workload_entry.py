@@ -1,141 +1,31 @@
-"""WorkloadEntry rules, and the host, label and endpoint checks ServiceEntry and WorkloadGroup share.
+"""WorkloadEntry rules, and the endpoint checks ServiceEntry and WorkloadGroup share.
 
 Istio's webhook and its CRD schema together reject: an entry with neither
 address nor network, an address that is no IP, DNS name or absolute
 ``unix://`` socket, ports on a socket, port names that are not DNS labels,
 port numbers outside 1..65535 and malformed labels. The same checks run on
 ServiceEntry endpoints (with the resolution's own rules on top) and on the
-WorkloadGroup template (where the address is filled in at registration).
+WorkloadGroup template (where the address is filled in at registration):
+both are WorkloadEntry messages, so their checks live with it.
 
-Host and label syntax follow Istio's own definitions (``pkg/config/labels``
-and ``ValidateFQDN``), which accept upper-case letters, where Kubernetes'
-DNS-1123 helpers in ``common`` would not.
+Host, port and label syntax are the shared ones (``common_hosts``,
+``common_ports``, ``common_selectors``), which follow Istio's own
+definitions and so accept upper-case letters where Kubernetes would not.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from malla.api.networking.workload_entry import WorkloadEntry
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.common import check_port, is_ip, join
+from malla.config.validation.common import is_ip, join, key
+from malla.config.validation.common_hosts import check_fqdn, is_dns1123_subdomain
+from malla.config.validation.common_ports import UNIX_PREFIX, check_port, check_port_name, check_unix_address
+from malla.config.validation.common_selectors import check_labels
 
-UNIX_PREFIX = "unix://"
-
-_DNS_LABEL = re.compile(r"^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$")
-_WILDCARD_LABEL = re.compile(r"^(?:\*|(?:\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)$")
-_QUALIFIED_NAME = re.compile(r"^(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_HOST_HINT = "a DNS name such as 'api.example.com'"
-_SUBDOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$")
-
-
-def key(path: str, name: str) -> str:
-    """Path of a map entry, Kubernetes style: ``spec.labels[app]``."""
-    return f"{path}[{name}]"
-
-
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_DNS_LABEL.match(value))
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    return 0 < len(value) <= 253 and all(_SUBDOMAIN_LABEL.match(p) for p in value.split("."))
-
-
-def _check_domain_labels(domain: str, shown: str) -> str | None:
-    parts = domain.split(".")
-    if parts[-1].isdigit():
-        return f"invalid host {shown!r}: the top-level domain {parts[-1]!r} cannot be all digits"
-    for i, label in enumerate(parts):
-        if i == len(parts) - 1 and label == "" and i > 0:
-            return None  # a trailing dot, as in 'istio.io.'
-        if "*" in label:
-            return f"invalid host {shown!r}: a wildcard '*' is allowed only at the start, as in '*.example.com'"
-        if not is_dns1123_label(label):
-            return (
-                f"invalid host {shown!r}: label {label!r} must be 1-63 letters, digits or '-', "
-                f"starting and ending with a letter or digit; expected {_HOST_HINT}"
-            )
-    return None
-
-
-def _check_length(name: str) -> str | None:
-    if not name:
-        return f"host must not be empty: expected {_HOST_HINT}"
-    if len(name) > 255:
-        return f"host {name[:40]!r}... is longer than 255 characters"
-    return None
-
-
-def check_fqdn(name: str) -> str | None:
-    """Istio's ValidateFQDN: a DNS name without wildcards (a trailing dot is allowed)."""
-    return _check_length(name) or _check_domain_labels(name, name)
-
-
-def check_wildcard_domain(name: str) -> str | None:
-    """Istio's ValidateWildcardDomain: a DNS name whose first label may be '*', '*foo' or '*-foo'."""
-    problem = _check_length(name)
-    if problem:
-        return problem
-    first, _, rest = name.partition(".")
-    if len(first) > 63 or not _WILDCARD_LABEL.match(first):
-        return (
-            f"invalid host {name!r}: label {first!r} is not a DNS label; a wildcard '*' is allowed only "
-            f"at the start of the first label, as in '*.example.com'"
-        )
-    return _check_domain_labels(rest, name) if rest else None
-
-
-def is_wildcard(host: str) -> bool:
-    return host.startswith("*")
-
-
-def check_unix_path(address: str) -> str | None:
-    """The part after ``unix://``: an absolute file path, or an abstract socket starting with '@'."""
-    path = address[len(UNIX_PREFIX) :]
-    if path.startswith("@") and len(path) > 1:
-        return None
-    if not path.startswith("/"):
-        return (
-            f"invalid unix socket address {address!r}: use an absolute path (unix:///var/run/app.sock) "
-            "or an abstract socket (unix://@name)"
-        )
-    if path.endswith("/"):
-        return f"invalid unix socket address {address!r}: the path is a directory, it must name the socket file"
-    return None
-
-
-def check_port_name(name: str, *, max_length: int = 63) -> str | None:
-    if len(name) > max_length or not _DNS_LABEL.match(name):
-        return (
-            f"invalid port name {name!r}: use letters, digits and '-', starting and ending with a letter "
-            f"or digit, at most {max_length} characters"
-        )
-    return None
-
-
-def check_labels(labels: dict[str, str], path: str, f: Findings) -> None:
-    """Kubernetes label syntax as Istio checks it: keys '[prefix/]name', values a qualified name or empty."""
-    for name, value in labels.items():
-        prefix, slash, local = name.rpartition("/")
-        bad_prefix = slash and (
-            not prefix or len(prefix) > 253 or not all(is_dns1123_label(p) for p in prefix.split("."))
-        )
-        if bad_prefix or len(local) > 63 or not _QUALIFIED_NAME.match(local):
-            f.error(
-                key(path, name),
-                f"invalid label key {name!r}: use an optional DNS prefix and '/', then at most 63 letters, "
-                "digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. 'app' or "
-                "'example.com/tier')",
-            )
-        if not _LABEL_VALUE.match(value):
-            f.error(
-                key(path, name),
-                f"invalid label value {value!r}: use letters, digits, '-', '_' or '.', starting and ending "
-                "with a letter or digit, or leave it empty",
-            )
+# The CRD allows port names of at most 62 characters in WorkloadEntry.ports (size(key) < 63).
+_ENTRY_PORT_NAME_MAX = 62
 
 
 def check_entry_shape(we: WorkloadEntry, path: str, f: Findings, *, require_address: bool = True) -> None:
@@ -145,20 +35,18 @@ def check_entry_shape(we: WorkloadEntry, path: str, f: Findings, *, require_addr
         f.error(join(path, "address"), "address is required unless network is set: give an IP, a DNS name or a "
                 "unix:// socket")
     if address.startswith(UNIX_PREFIX):
-        problem = check_unix_path(address)
-        if problem:
+        if problem := check_unix_address(address[len(UNIX_PREFIX) :]):
             f.error(join(path, "address"), problem)
         if we.ports:
             f.error(join(path, "ports"), f"a unix socket endpoint ({address}) takes no ports: remove 'ports'")
     for name, number in we.ports.items():
-        # The CRD allows at most 62 characters here (size(key) < 63).
-        problem = check_port_name(name, max_length=62)
+        problem = check_port_name(name, max_length=_ENTRY_PORT_NAME_MAX)
         if problem:
             f.error(key(join(path, "ports"), name), problem)
         problem = check_port(number, f"port number for {name!r}")
         if problem:
             f.error(key(join(path, "ports"), name), problem)
-    check_labels(we.labels, join(path, "labels"), f)
+    check_labels(f, we.labels, path=join(path, "labels"))
 
 
 def check_address_kind(address: str, path: str, f: Findings, *, allow_fqdn: bool, allow_unix: bool) -> None:

@@ -9,18 +9,17 @@ sense.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from malla.api.networking.workload_group import HTTPHealthCheckConfig, ReadinessProbe, WorkloadGroup
 from malla.config.validation import Finding, Findings, ValidationContext
-from malla.config.validation.common import check_port, join
-from malla.config.validation.workload_entry import check_entry_shape, check_labels, check_service_account
+from malla.config.validation.common import check_http_header_name, join
+from malla.config.validation.common_ports import check_port
+from malla.config.validation.common_selectors import check_labels
+from malla.config.validation.workload_entry import check_entry_shape, check_service_account
 
 _HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
 _TIMINGS = ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold")
-# Kubernetes' probe header names, which Istio follows.
-_PROBE_HEADER = re.compile(r"^[-A-Za-z0-9]+$")
 
 
 def _check_probe_port(port: int | None, path: str, f: Findings, *, required: bool = True) -> None:
@@ -40,9 +39,8 @@ def _check_http_get(http: HTTPHealthCheckConfig, path: str, f: Findings) -> None
     if http.scheme not in (None, "", "HTTP", "HTTPS"):
         f.error(join(path, "scheme"), f"invalid scheme {http.scheme!r}: use HTTP or HTTPS")
     for i, header in enumerate(http.http_headers):
-        name = header.name or ""
-        if not _PROBE_HEADER.match(name):
-            f.error(join(path, "httpHeaders", i, "name"), f"invalid header name {name!r}: use letters, digits and '-'")
+        if problem := check_http_header_name(header.name or ""):
+            f.error(join(path, "httpHeaders", i, "name"), problem)
 
 
 def _check_handler(probe: ReadinessProbe, f: Findings) -> None:
@@ -78,7 +76,7 @@ def _check_probe(probe: ReadinessProbe | None, f: Findings) -> None:
 def validate(spec: WorkloadGroup, ctx: ValidationContext) -> Iterable[Finding]:
     f = Findings()
     if spec.metadata is not None:
-        check_labels(spec.metadata.labels, "spec.metadata.labels", f)
+        check_labels(f, spec.metadata.labels, path="spec.metadata.labels")
     if spec.template is None:
         f.error("spec.template", "template is required: the WorkloadEntry fields (ports, serviceAccount, network, "
                 "...) every workload of the group gets")

@@ -1,0 +1,1 @@
+from tests.controlplane.harness import mesh, running  # noqa: F401  (fixtures)
