@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from malla.ca import material as files
 from malla.ca.authority import CertificateAuthority
-from malla.ca.service import CAServer, CertificateRequestError, request_certificate
+from malla.ca.service import (
+    AuthenticationError,
+    CAServer,
+    CertificateRequestError,
+    identity_from_certificate,
+    request_certificate,
+)
+from malla.ca.spiffe import parse_spiffe_id
 from malla.ca.tokens import JoinTokens, load_or_create_secret
 from tests.ca.csr import make_csr, uri
 from tests.ca.spiffe_rules import assert_svid
@@ -148,7 +157,6 @@ def test_callers_without_a_usable_credential_are_refused(tmp_path: Path):
             f.mtls, make_csr(), ca_bundle=f.bundle(), token=token, timeout=3))
         stranger = CertificateAuthority.open(tmp_path / "stranger")
         key = ec.generate_private_key(ec.SECP256R1())
-        from malla.ca.spiffe import parse_spiffe_id
         foreign = stranger.sign_csr(make_csr(key), identity=parse_spiffe_id(REVIEWS))
         await refused(grpc.StatusCode.UNAVAILABLE, request_certificate(
             f.mtls, make_csr(), ca_bundle=f.bundle(), cert_chain=foreign.chain_pem(),
@@ -161,18 +169,44 @@ def test_callers_without_a_usable_credential_are_refused(tmp_path: Path):
     run(tmp_path, body)
 
 
-def test_a_ca_signed_certificate_without_a_spiffe_id_proves_nothing(tmp_path: Path):
+def _client_cert(ca: CertificateAuthority, key: ec.EllipticCurvePrivateKey,
+                 names: list[x509.GeneralName], *, trust_ca: bool = False) -> bytes:
+    """A client certificate signed by the mesh CA but outside the SVID rules."""
+    issuer = ca.material.ca_cert
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")]))
+            .issuer_name(issuer.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=trust_ca, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .sign(ca.material.ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    ([x509.DNSName("reviews.default")], "carries 0 SPIFFE IDs"),
+    ([uri(REVIEWS), uri("spiffe://cluster.local/ns/default/sa/b")], "carries 2 SPIFFE IDs"),
+    ([uri("spiffe://other.mesh/ns/default/sa/reviews")], "trust domain 'other.mesh'"),
+])
+def test_mesh_signed_client_certificates_outside_the_svid_rules_prove_nothing(
+        tmp_path: Path, names: list[x509.GeneralName], message: str):
     async def body(f: Fixture) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        server_cert = f.ca.issue_server_certificate(key.public_key(), hosts=["localhost"])
-        with pytest.raises(CertificateRequestError) as caught:
-            await request_certificate(f.mtls, make_csr(), ca_bundle=f.bundle(),
-                                      cert_chain=server_cert.chain_pem(),
-                                      key=files.key_pem(key), timeout=3)
-        # Refused at the handshake (no clientAuth) or by the service (no SPIFFE ID).
-        assert caught.value.code in (grpc.StatusCode.UNAVAILABLE,
-                                     grpc.StatusCode.UNAUTHENTICATED)
+        text = await refused(grpc.StatusCode.UNAUTHENTICATED, request_certificate(
+            f.mtls, make_csr(), ca_bundle=f.bundle(), cert_chain=_client_cert(f.ca, key, names),
+            key=files.key_pem(key)))
+        assert message in text
     run(tmp_path, body)
+
+
+def test_a_ca_certificate_cannot_act_as_a_workload(tmp_path: Path):
+    ca = CertificateAuthority.open(tmp_path / "ca")
+    pem = _client_cert(ca, ec.generate_private_key(ec.SECP256R1()), [uri(REVIEWS)], trust_ca=True)
+    with pytest.raises(AuthenticationError, match="CA certificate cannot act as a workload"):
+        identity_from_certificate(pem, trust_domain="cluster.local")
 
 
 def test_bad_csr_is_an_invalid_argument(tmp_path: Path):

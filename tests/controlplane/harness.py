@@ -73,8 +73,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Agent:
     """A background ``malla run``."""
 
-    def __init__(self, proc: subprocess.Popen[str], *, name: str, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], *, name: str, log: Path, mesh_version: str) -> None:
         self.proc, self.name, self.log = proc, name, log
+        self.mesh_version = mesh_version  # the control plane's snapshot version when it was started
 
     @property
     def pid(self) -> int:
@@ -141,6 +142,10 @@ class Mesh:
         assert state is not None
         return state
 
+    def adopt(self, pid: int) -> None:
+        """Stop this control plane process at teardown too (one not started through ``up()``)."""
+        self._pids.add(pid)
+
     def state(self) -> dict[str, Any] | None:
         try:
             return dict(json.loads((self.home / "controlplane.json").read_text()))
@@ -163,13 +168,14 @@ class Mesh:
     def run(self, name: str, *args: str, command: list[str], env: dict[str, str] | None = None) -> Agent:
         """Start ``malla run --name NAME ARGS -- COMMAND`` in the background."""
         log = self.workdir / f"agent-{name}-{len(self.agents)}.log"
+        version = self.api("/api/v1/status")["meshVersion"]
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [PYTHON, "-m", "malla", "run", "--name", name, *args, "--", *command],
                 cwd=self.workdir, env=self.env(**(env or {})), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True,
             )
-        agent = Agent(proc, name=name, log=log)
+        agent = Agent(proc, name=name, log=log, mesh_version=version)
         self.agents.append(agent)
         return agent
 
@@ -178,11 +184,15 @@ class Mesh:
         state.mkdir(parents=True, exist_ok=True)
         return self.run(name, *args, command=[PYTHON, str(APPS / "http_app.py")], env={"APP_STATE": str(state), **app_env})
 
-    def wait_registered(self, name: str, agent: Agent | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_registered(self, name: str, agent: Agent, timeout: float = 30.0) -> dict[str, Any]:
+        """The workload, once it is registered and pushed (the mesh snapshot changed since it started)."""
+
         def registered() -> dict[str, Any] | None:
-            if agent is not None and agent.proc.poll() is not None:
+            if agent.proc.poll() is not None:
                 raise AssertionError(f"malla run --name {name} exited with {agent.proc.returncode}:\n{agent.output()}")
-            return self.workload(name)
+            workload = self.workload(name)
+            pushed = workload is not None and self.api("/api/v1/status")["meshVersion"] != agent.mesh_version
+            return workload if pushed else None
 
         return wait_until(registered, timeout=timeout, what=f"workload {name} to register")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.controlplane.harness import Mesh, pid_running, processes_mentioning, wait_until
+from tests.controlplane.harness import PYTHON, Mesh, pid_running, processes_mentioning, wait_until
 
 
 def test_up_detached_prints_real_addresses_and_writes_its_state(mesh: Mesh) -> None:
@@ -70,6 +71,20 @@ def test_a_second_up_on_the_same_home_is_refused(running: Mesh) -> None:
     assert "already running" in again.stderr and "malla down" in again.stderr
     assert running.state() == state, "the refused start changed controlplane.json"
     assert running.cli("status").returncode == 0
+
+
+def test_two_ups_racing_on_one_home_start_one_control_plane(mesh: Mesh) -> None:
+    command = [PYTHON, "-m", "malla", "up", "-d", "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0"]
+    racers = [subprocess.Popen(command, cwd=mesh.workdir, env=mesh.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    results = [(r.wait(60), r.stderr.read() if r.stderr else "") for r in racers]
+    state = mesh.state()
+    assert state is not None
+    mesh.adopt(state["pid"])
+    assert sorted(code for code, _ in results) == [0, 1], results
+    assert "already running" in next(err for code, err in results if code)
+    assert len([p for p, cmd in processes_mentioning(str(mesh.home)).items() if " up " in cmd]) == 1
+    assert mesh.cli("status").returncode == 0
 
 
 def test_down_stops_it_and_leaves_no_process(running: Mesh) -> None:

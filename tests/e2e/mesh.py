@@ -1,9 +1,9 @@
 """The end-to-end harness: real workloads joined through the real agent, traffic through real sidecars.
 
 A ``Mesh`` is one test's slice of a running control plane: its own
-namespace and its workloads, each a real ``malla run`` process (the agent:
-sidecar ready first, then the app, then registration) running
-``tests/e2e/upstream.py``. Client workloads run the same script in client
+namespace and its workloads, each a real agent process (``malla run``'s
+``run()``: sidecar ready first, then the app, then registration; stopped by
+SIGTERM) running ``tests/e2e/upstream.py``. Client workloads run the same script in client
 mode: the test itself sends the traffic through their sidecar, as HTTP
 proxy (``http://CLIENT_ADDRESS:15001``) or, for TCP services, by dialling
 the client's own address at the service port. Config goes in as Istio YAML
@@ -13,17 +13,19 @@ for a condition.
 Agents run as processes of their own, never in the test process: they start
 Envoy with a ``preexec_fn`` (die with the parent), and a fork that runs
 Python code in a process where gRPC has threads (the control plane here)
-aborts now and then (measured: 4-8 of 200 children died of SIGABRT).
+aborts now and then (measured: 4-8 of 200 children died of SIGABRT). They
+fork from a fork server with no gRPC in it (``agent_main``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import multiprocessing
 import re
-import signal
 import socket
-import subprocess
+import threading
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -33,16 +35,22 @@ from typing import Any, TypeVar
 
 import httpx
 
+from malla.agent.ports import parse_ports
+from malla.agent.run import RunOptions
 from malla.controlplane.server import ControlPlane
 from malla.pilot.snapshot import MeshSnapshot, XdsMode
+from tests.e2e.agent_main import run_agent
 
 UPSTREAM = Path(__file__).with_name("upstream.py")
+# Agents fork from a server that imported them once (see agent_main).
+_AGENTS = multiprocessing.get_context("forkserver")
+_AGENTS.set_forkserver_preload(["tests.e2e.agent_main"])
 OUTBOUND_PORT = 15001
 T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T], accept: Callable[[T], bool], *, timeout: float, what: str,
-             interval: float = 0.02) -> T:
+             interval: float = 0.05) -> T:
     """Poll ``probe`` until ``accept`` says yes; fail naming ``what`` and the last value seen."""
     deadline = time.monotonic() + timeout
     while True:
@@ -149,10 +157,10 @@ CLIENT = App("client", ports=(), args=("--client",))
 
 @dataclass
 class Member:
-    """A workload run by ``malla run``: its process, mesh address, app port and sidecar."""
+    """A workload run by the agent: its process, mesh address, app port and sidecar."""
 
     app: App
-    proc: subprocess.Popen[bytes]
+    proc: multiprocessing.process.BaseProcess
     log: Path
     info_path: Path
     home: Path
@@ -187,6 +195,13 @@ class Member:
                          trust_env=False).json()
         return {s["name"]: int(s["value"]) for s in body.get("stats", []) if isinstance(s.get("value"), int)}
 
+    def envoy_clusters(self) -> set[str]:
+        """The clusters the sidecar has now (Envoy admin /clusters)."""
+        token = self.node_id.split("~")[2]
+        admin = (self.home / "workloads" / token / "admin-address").read_text().strip()
+        body = httpx.get(f"http://{admin}/clusters", params={"format": "json"}, timeout=5, trust_env=False).json()
+        return {c["name"] for c in body.get("cluster_statuses", [])}
+
     def log_tail(self) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
@@ -208,9 +223,11 @@ class Mesh:
 
     def start(self, *apps: App, clients: int = 0) -> list[Member]:
         """Start workloads (and client workloads) in parallel; return once every proxy is in sync."""
-        todo = [self._spawn(app) for app in apps]
-        todo += [self._spawn(CLIENT) for _ in range(clients)]
-        self.members += todo
+        todo: list[Member] = []
+        for app in (*apps, *[CLIENT] * clients):
+            member = self._spawn(app)
+            todo.append(member)
+            self.members.append(member)
         for member in todo:
             self._wait_joined(member)
         self.settle()
@@ -218,36 +235,34 @@ class Mesh:
 
     def _spawn(self, app: App) -> Member:
         assert self.cp.state is not None
-        index = len(self.members) + sum(1 for _ in self.workdir.glob("*.log"))
-        stem = self.workdir / f"{app.name}-{app.version or 'x'}-{index}"
+        stem = self.workdir / f"{app.name}-{app.version or 'x'}-{len(self.members)}"
         info = stem.with_suffix(".json")
-        command = [sys.executable, "-m", "malla", "run", "--home", str(self.cp.home), "--name", app.name,
-                   "--namespace", self.namespace, "--drain", "0", "--quiet"]
-        command += ["--version", app.version] if app.version else []
-        for port in app.ports:
-            command += ["--port", port]
-        command += ["--delta"] if self.mode is XdsMode.DELTA else []
         tcp = ("--tcp",) if any(p.endswith("/tcp") for p in app.ports) else ()
-        command += ["--", sys.executable, str(UPSTREAM), "--info", str(info), *tcp, *app.args]
+        options = RunOptions(
+            name=app.name, namespace=self.namespace, version=app.version, home=self.cp.home,
+            command=(sys.executable, str(UPSTREAM), "--info", str(info), *tcp, *app.args),
+            ports=parse_ports(list(app.ports)), xds_mode=self.mode, drain_seconds=0.0,
+        )
         log = stem.with_suffix(".log")
-        with log.open("wb") as out:
-            # No preexec_fn: a fork that runs Python code next to gRPC's threads can abort.
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = _AGENTS.Process(target=run_agent, args=(options, self.cp.state, str(log)), daemon=False)
+        proc.start()
         return Member(app, proc, log, info, self.cp.home)
 
     def _wait_joined(self, member: Member, *, timeout: float = 30.0) -> None:
         def probe() -> str:
-            if member.proc.poll() is not None:
-                raise AssertionError(f"malla run for {member.app.name} exited with {member.proc.returncode}:\n"
+            if member.proc.exitcode is not None:
+                raise AssertionError(f"the agent of {member.app.name} exited with {member.proc.exitcode}:\n"
                                      f"{member.log_tail()}")
             return member.info_path.read_text() if member.info_path.exists() else ""
 
         member.info = json.loads(wait_for(probe, bool, timeout=timeout, what=f"{member.app.name} to start"))
-        rows = wait_for(lambda: [p["node"] for p in self.cp.proxy_status() if p["node"].split("~")[1] == member.address],
+        rows = wait_for(lambda: [p for p in self.proxies() if p["node"].split("~")[1] == member.address],
                         bool, timeout=timeout, what=f"the sidecar of {member.app.name} to connect")
-        member.node_id = rows[0]
+        member.node_id = rows[0]["node"]
+        expected = "Delta" if self.mode is XdsMode.DELTA else "SotW"
+        assert rows[0]["mode"] == expected, f"{member.node_id} speaks {rows[0]['mode']}, not {expected}"
         if member.app.ports:
-            wait_for(lambda: {w.address for w in self.cp.discovery.workloads().values()},
+            wait_for(lambda: {w["address"] for w in self._api("/api/v1/workloads")["items"]},
                      lambda seen: member.address in seen, timeout=timeout,
                      what=f"{member.app.name} at {member.address} to register")
 
@@ -255,26 +270,28 @@ class Mesh:
         """Stop every workload as a user would (SIGTERM to ``malla run``) and wait for them to leave."""
         members, self.members = self.members, []
         for member in members:
-            if member.proc.poll() is None:
-                member.proc.send_signal(signal.SIGTERM)
+            if member.proc.exitcode is None:
+                member.proc.terminate()
         for member in members:
-            try:
-                member.proc.wait(15)
-            except subprocess.TimeoutExpired:
+            member.proc.join(15)
+            if member.proc.exitcode is None:
                 member.proc.kill()
-                member.proc.wait()
+                member.proc.join()
 
     # -- config ----------------------------------------------------------------------
 
-    def apply(self, yaml_text: str) -> dict[str, Any]:
+    def apply(self, yaml_text: str, *, wait: bool = True) -> dict[str, Any]:
         """``malla apply -n NAMESPACE``, through the control plane's HTTP API; wait until proxies have it."""
         body = self._config("POST", yaml_text)
-        self.settle()
+        if wait:
+            self.settle()
         return body
 
-    def delete(self, yaml_text: str) -> None:
-        self._config("DELETE", yaml_text)
+    def delete(self, yaml_text: str) -> dict[str, Any]:
+        """``malla delete -n NAMESPACE``; wait until proxies have the result."""
+        body = self._config("DELETE", yaml_text)
         self.settle()
+        return body
 
     def _config(self, method: str, yaml_text: str) -> dict[str, Any]:
         assert self.cp.state is not None
@@ -296,16 +313,28 @@ class Mesh:
                      what=f"proxy {member.node_id} to be SYNCED")
 
     def _versions(self) -> tuple[str | None, str]:
-        """(the last pushed mesh version, the version of the config and registry as they are now)."""
+        """(the last pushed mesh version, the version of the config and registry as they are now).
+
+        The API says what was pushed last, not whether a change is still waiting in
+        the debouncer: rebuilding the snapshot from the store and the registry does.
+        """
         discovery = self.cp.discovery
         pushes = discovery.pushes
         now = MeshSnapshot.build(configs=self.cp.store.list(), kube_services=[],
                                  workloads=list(discovery.workloads().values()), mesh=discovery.mesh)
         return (pushes[-1].version if pushes else None), now.version
 
+    def _api(self, path: str) -> Any:
+        assert self.cp.state is not None
+        return httpx.get(self.cp.state.api_url + path, timeout=10, trust_env=False).json()
+
+    def proxies(self) -> list[dict[str, Any]]:
+        """What ``malla proxy-status`` shows, from the same HTTP API."""
+        return list(self._api("/api/v1/proxies")["items"])
+
     def proxy_status(self, member: Member) -> list[dict[str, Any]]:
         """This member's rows of ``malla proxy-status`` (one per xDS connection)."""
-        return [p for p in self.cp.proxy_status() if p["node"] == member.node_id]
+        return [p for p in self.proxies() if p["node"] == member.node_id]
 
     def type_status(self, member: Member, short: str) -> dict[str, Any]:
         """One type's row (``Cluster``, ``Listener``, ``RouteConfiguration``, ...) of the member's status."""
@@ -323,4 +352,34 @@ def _synced(rows: list[dict[str, Any]]) -> bool:
 def namespace_for(test_name: str) -> str:
     """A DNS-1123 label naming the test: ``test_weighted_split[delta]`` -> ``weighted-split-delta``."""
     text = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")
-    return text[:63].rstrip("-")
+    if len(text) <= 63:
+        return text
+    digest = hashlib.sha256(test_name.encode()).hexdigest()[:8]
+    return f"{text[:54].rstrip('-')}-{digest}"
+
+
+class Traffic:
+    """Requests sent back to back on a thread while the ``with`` block runs; their statuses."""
+
+    def __init__(self, member: Member, url: str) -> None:
+        self._http, self._url = member.http(), url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.statuses: list[int] = []
+        self.failures: list[Reply] = []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            reply = self._http.get(self._url)
+            self.statuses.append(reply.status)
+            if reply.status != 200:
+                self.failures.append(reply)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(20)
+        self._http.close()

@@ -1,5 +1,6 @@
 from malla.pilot.protocol import Protocol
 from malla.pilot.services import Health, Resolution
+from malla.pilot.snapshot import MeshConfig
 
 from tests.pilot.mesh import snapshot, workload
 
@@ -194,3 +195,16 @@ spec: {type: ExternalName, externalName: example.com, ports: [{name: http, port:
     ext = snap.registry.lookup("ext", namespace="default")
     assert ext.resolution is Resolution.DNS
     assert [e.address for e in snap.registry.endpoints_of(ext, 80)] == ["example.com"]
+
+
+def test_mesh_default_export_to_applies_to_services_that_do_not_say():
+    text = REVIEWS + """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: open, namespace: default}
+spec: {hosts: [open.example.com], exportTo: ["*"], resolution: DNS, ports: [{number: 80, name: http}]}
+"""
+    snap = snapshot(text, mesh=MeshConfig(default_service_export_to=(".",)))
+    assert [s.hostname for s in snap.registry.visible_services("other")] == ["open.example.com"]
+    assert len(snap.registry.visible_services("default")) == 2

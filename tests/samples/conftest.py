@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-STARTUP_TIMEOUT = 20.0
+# Generous: other suites may load the machine; a healthy start takes well under a second.
+STARTUP_TIMEOUT = 60.0
 # Variables the services read: a test sets what it needs, nothing leaks in from the shell running pytest.
 _SCRUBBED = (
     "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
@@ -45,7 +46,7 @@ def free_port() -> int:
 
 def client() -> httpx.Client:
     """The tests' own client: never through a proxy of the shell running pytest."""
-    return httpx.Client(trust_env=False, timeout=20.0)
+    return httpx.Client(trust_env=False, timeout=30.0)
 
 
 @dataclass

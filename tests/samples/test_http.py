@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from email.message import Message
@@ -38,10 +39,11 @@ def test_router_answers_404_405_and_head_for_get_routes() -> None:
 
 
 def test_cookie_and_form_values() -> None:
-    r = request("/login", method="POST", query="username=ignored&next=x", body=b"username=jason&passwd=p",
+    r = request("/login", method="POST", query="next=x", body=b"username=jason&passwd=p",
                 content_type="application/x-www-form-urlencoded", cookie="theme=dark; user=jason")
     assert r.cookie("user") == "jason" and r.cookie("absent") is None
     assert r.values() == {"username": "jason", "next": "x", "passwd": "p"}
+    assert request("/login", query="username=bob").values() == {"username": "bob"}
 
 
 def test_forward_headers_keeps_only_listed_present_headers() -> None:
@@ -101,3 +103,14 @@ def test_sigterm_stops_a_service_cleanly(launch: Launcher) -> None:
     service = launch.start("details")
     service.process.terminate()
     assert service.process.wait(timeout=10) == 0
+
+
+def test_absolute_form_and_double_slash_targets_keep_their_path(ratings) -> None:
+    def status_line(target: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", ratings.port), timeout=10) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: ratings\r\nConnection: close\r\n\r\n".encode())
+            return s.makefile("rb").readline()
+
+    assert status_line("http://ratings:9080/ratings/3?x=1").startswith(b"HTTP/1.1 200")
+    # Not read as a URL whose host is "ratings": the path is /ratings/3.
+    assert status_line("//ratings/3").startswith(b"HTTP/1.1 200")

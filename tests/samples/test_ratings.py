@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from email.message import Message
 
 import pytest
 
-from malla.samples.bookinfo.ratings import DELAY_SECONDS, Ratings, product_id_of
+from malla.samples.bookinfo._http import Request
+from malla.samples.bookinfo.ratings import DELAY_SECONDS, Ratings, make_router, product_id_of
 from tests.samples.conftest import Launcher, Service, client
 
 
@@ -37,7 +39,8 @@ def test_posted_ratings_replace_a_products_ratings(ratings: Service) -> None:
 def test_bad_product_id_and_bad_json_are_400(ratings: Service) -> None:
     with client() as c:
         no_id = c.get(f"{ratings.url}/ratings/")
-        bad_json = c.post(f"{ratings.url}/ratings/3", content=b"{not json", headers={"content-type": "application/json"})
+        bad_json = c.post(f"{ratings.url}/ratings/3", content=b"{not json",
+                          headers={"content-type": "application/json"})
     assert no_id.status_code == 400 and no_id.json() == {"error": "please provide numeric product ID"}
     assert bad_json.status_code == 400 and bad_json.json() == {"error": "please provide valid ratings JSON"}
 
@@ -91,10 +94,6 @@ def test_unhealthy_version_fails_health_every_other_quarter_hour() -> None:
 
 
 def test_health_endpoint_reports_unhealthy_with_500() -> None:
-    from malla.samples.bookinfo._http import Request
-    from malla.samples.bookinfo.ratings import make_router
-    from email.message import Message
-
     now = [0.0]
     router = make_router(Ratings(version="v-unhealthy", clock=lambda: now[0]))
     now[0] = 1000.0

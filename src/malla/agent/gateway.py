@@ -9,10 +9,11 @@ Theory of operation, in the order it happens:
    what Gateway resources select, in any namespace, as in Istio.
 2. Check that the ports it is told to serve (``--port``) are free there, so
    a taken port is a clear error before anything starts.
-3. Start its SDS server (``gateway_sds``) fed by the credential files
-   (``gateway_credentials``), then Envoy with a bootstrap of kind ``router``
-   and a static ``sds-grpc`` cluster to that server. Envoy is ready once it
-   has its listeners and their certificates.
+3. Start Envoy with a bootstrap of kind ``router`` and a static
+   ``sds-grpc`` cluster to the agent's SDS server (``gateway_sds``), which
+   serves the certificates Envoy asks for from files (``gateway_credentials``)
+   and pushes renewed ones. Envoy is ready once it has its listeners and
+   their certificates.
 4. While it runs, read Envoy's listeners (admin ``config_dump``) and say
    which URLs it serves, and which ports it could not bind, as they change.
 5. On SIGINT/SIGTERM: stop Envoy, the SDS server and the file watch, release
@@ -21,6 +22,7 @@ Theory of operation, in the order it happens:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import signal
@@ -52,6 +54,10 @@ _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 _WILDCARDS = ("0.0.0.0", "::")
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,11 @@ def describe_listeners(dump: dict[str, Any]) -> tuple[list[ServedPort], dict[str
     served: set[ServedPort] = set()
     errors: dict[str, str] = {}
     for entry in dump.get("configs", []):
-        name = entry.get("name", "")
         if "error_state" in entry:
-            errors[name] = str(entry["error_state"].get("details", "rejected"))
+            error = entry["error_state"]
+            # Envoy may list a failed update twice, once without the listener's name.
+            name = entry.get("name") or error.get("failed_configuration", {}).get("name", "")
+            errors[name] = str(error.get("details", "rejected"))
         listener = (entry.get("active_state") or {}).get("listener")
         if listener is None:
             continue
@@ -122,6 +130,8 @@ def check_ports_free(address: str, ports: Iterable[int]) -> None:
             try:
                 sock.bind((address, port))
             except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise AgentError(f"cannot listen on {address}:{port}: {exc.strerror}; check --address") from None
                 raise AgentError(
                     f"port {port} on {address} is taken ({exc.strerror}): another gateway or program listens "
                     "there; stop it, or serve on another address with --address (e.g. --address auto)"
@@ -148,10 +158,18 @@ def _sds_cluster(path: Path) -> dict[str, Any]:
 
 
 class GatewayAgent:
-    def __init__(self, options: GatewayOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> None:
+    def __init__(
+        self,
+        options: GatewayOptions,
+        state: ControlPlaneState,
+        *,
+        progress: Progress = _quiet,
+        announce: Progress = _quiet,
+    ) -> None:
         self.options = options
         self.state = state
-        self.progress = progress
+        self.progress = progress  # commentary
+        self.announce = announce  # the URLs it serves, as they come and go
         self.address: str | None = None
         self.node_id: str | None = None
         self.envoy: EnvoyProcess | None = None
@@ -193,7 +211,8 @@ class GatewayAgent:
         if self._leased:
             check_ports_free(self.address, o.ports)
         self.envoy = EnvoyProcess(self._bootstrap(self.sds.prepare()), workdir=self._workdir(), die_with_parent=True)
-        self.progress(f"starting gateway {o.name}.{o.namespace} at {self.address} (labels {_labels_text(o.all_labels())})")
+        labels = _labels_text(o.all_labels())
+        self.progress(f"starting gateway {o.name}.{o.namespace} at {self.address} (labels {labels})")
         try:
             # Forked before gRPC's threads exist (the SDS server's): gRPC warns about forks after them.
             self.envoy.start()
@@ -256,9 +275,9 @@ class GatewayAgent:
             log.debug("could not read the gateway's listeners: %s", exc)
             return
         for gone in [s for s in self._served if s not in served]:
-            self.progress(f"stopped serving {gone.url}")
+            self.announce(f"stopped serving {gone.url}")
         for new in [s for s in served if s not in self._served]:
-            self.progress(f"serving {new.url}")
+            self.announce(f"serving {new.url}")
         for name, detail in sorted(errors.items()):
             if self._errors.get(name) != detail:
                 self.progress(f"cannot listen on {name}: {_bind_problem(detail)}")
@@ -271,10 +290,6 @@ class GatewayAgent:
             f"no Gateway selects this gateway yet: apply one whose selector matches its labels "
             f"({_labels_text(self.options.all_labels())})"
         )
-
-    @property
-    def served(self) -> list[ServedPort]:
-        return list(self._served)
 
     def watch(self, stop: threading.Event) -> int:
         """Report listener changes until ``stop``; 1 if Envoy died meanwhile."""
@@ -297,8 +312,8 @@ class GatewayAgent:
     def stop(self) -> None:
         if self.envoy is not None:
             self.envoy.stop()
+        self.credentials.stop()  # before the SDS server: nothing is published to a stopped loop
         self.sds.stop()
-        self.credentials.stop()
         if self._leased and self.address is not None:
             try:
                 self._api("DELETE", "/api/v1/addresses", params={"address": self.address})
@@ -317,9 +332,11 @@ def _bind_problem(detail: str) -> str:
     return detail.strip()
 
 
-def run_gateway(options: GatewayOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> int:
+def run_gateway(
+    options: GatewayOptions, state: ControlPlaneState, *, progress: Progress = _quiet, announce: Progress = _quiet
+) -> int:
     """Run the gateway until SIGINT/SIGTERM; returns the exit status (0 on a clean stop)."""
-    agent = GatewayAgent(options, state, progress=progress)
+    agent = GatewayAgent(options, state, progress=progress, announce=announce)
     stop = threading.Event()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:

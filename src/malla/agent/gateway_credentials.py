@@ -110,7 +110,8 @@ def read_secret(name: str, files: SecretFiles) -> secret_pb2.Secret:
         ca = _read(files.ca)
         _certificates(ca, files.ca)
         trusted = base_pb2.DataSource(inline_bytes=ca)
-        return secret_pb2.Secret(name=name, validation_context=common_pb2.CertificateValidationContext(trusted_ca=trusted))
+        validation = common_pb2.CertificateValidationContext(trusted_ca=trusted)
+        return secret_pb2.Secret(name=name, validation_context=validation)
     assert files.certificate is not None and files.private_key is not None
     chain, key = _read(files.certificate), _read(files.private_key)
     leaf = _certificates(chain, files.certificate)[0]
@@ -159,7 +160,9 @@ def _spki(public_key: object) -> bytes:
 class CredentialFiles:
     """The secrets Envoy asked for, loaded from files, republished when the files change."""
 
-    def __init__(self, root: Path, *, publish: Publish, report: Report = lambda _m: None, debounce_ms: int = 200) -> None:
+    def __init__(
+        self, root: Path, *, publish: Publish, report: Report = lambda _m: None, debounce_ms: int = 200
+    ) -> None:
         self.root = root
         self._publish = publish
         self._report = report
@@ -238,19 +241,25 @@ class CredentialFiles:
         return sorted(str(d) for d in found if d.is_dir() and (d == self.root or self.root not in d.parents))
 
     def _watch(self) -> None:
-        either = _Either(self._stop, self._rewatch)
         while not self._stop.is_set():
             self._rewatch.clear()
-            watched = self._dirs()
-            for changes in watchfiles.watch(
-                *watched, watch_filter=None, debounce=self._debounce_ms, stop_event=either,
-                rust_timeout=2000, yield_on_timeout=True, raise_interrupt=False,
-            ):
-                if changes:
-                    self.reload()
-                elif self._dirs() != watched:
-                    break  # a watched file's directory appeared: watch it
+            try:
+                self._watch_once(self._dirs())
+            except Exception as exc:  # e.g. a watched directory was removed: watch again
+                log.warning("watching the credential files failed (%s); watching again", exc)
+                self._stop.wait(1.0)
             self.reload()  # anything that changed while the watch was being replaced
+
+    def _watch_once(self, watched: list[str]) -> None:
+        either = _Either(self._stop, self._rewatch)
+        for changes in watchfiles.watch(
+            *watched, watch_filter=None, debounce=self._debounce_ms, stop_event=either,
+            rust_timeout=2000, yield_on_timeout=True, raise_interrupt=False,
+        ):
+            if changes:
+                self.reload()
+            elif self._dirs() != watched:
+                return  # a watched file's directory appeared: watch it
 
 
 class _Either:

@@ -52,6 +52,11 @@ class WorkloadCertificate:
     def serial_hex(self) -> str:
         return f"{self.serial:x}"
 
+    @property
+    def lifetime(self) -> float:
+        """Seconds it was valid for when it arrived (notBefore is backdated for clock skew)."""
+        return self.not_after - self.received_at
+
 
 # (csr_pem, requested ttl in seconds or None, current certificate) -> Istio's cert_chain
 Fetch = Callable[[bytes, float | None, WorkloadCertificate | None], Awaitable[Sequence[str]]]
@@ -213,7 +218,7 @@ class CertificateRotator:
             _log.error("certificate for %s EXPIRED %.0f s ago (serial %s); mTLS to and from "
                        "this workload fails until rotation succeeds: %s; retrying in %.1f s",
                        self.spiffe_id, -left, cert.serial_hex, message, retry)
-        elif left < (cert.not_after - cert.not_before) / 4:
+        elif left < cert.lifetime / 4:
             _log.error("certificate for %s expires in %.0f s (serial %s) and rotation keeps "
                        "failing: %s; retrying in %.1f s",
                        self.spiffe_id, left, cert.serial_hex, message, retry)
@@ -232,7 +237,7 @@ class CertificateRotator:
         left = cert.not_after - now
         if left <= 0:
             state = "EXPIRED"
-        elif self._failures and left < (cert.not_after - cert.not_before) / 4:
+        elif self._failures and left < cert.lifetime / 4:
             state = "EXPIRING"
         elif self._failures:
             state = "ROTATION FAILING"
@@ -268,9 +273,10 @@ def ca_fetcher(*, address: str, join_address: str | None, ca_bundle: bytes,
         if token is None or join_address is None:
             if renew_error is not None:
                 raise renew_error
+            why = "has no certificate yet" if current is None else "holds an expired certificate"
             raise CertificateRequestError(
-                "the certificate has expired and no join token is configured; give the agent "
-                "a new join token", code=grpc.StatusCode.UNAUTHENTICATED)
+                f"the agent {why} and no join token; give it a join token for its identity",
+                code=grpc.StatusCode.UNAUTHENTICATED)
         try:
             return await request_certificate(
                 join_address, csr, ca_bundle=bundle, token=token, ttl=ttl, namespace=namespace,

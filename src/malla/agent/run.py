@@ -47,6 +47,16 @@ from malla.pilot.snapshot import InboundPort, Proxy, XdsMode
 
 log = logging.getLogger(__name__)
 
+# Envoy refuses a regex whose RE2 program exceeds 100 instructions unless told
+# otherwise; Istio's bootstrap allows 32768, so Istio-valid header and URI regexes
+# (an e-mail pattern is about 750) are accepted by malla's sidecars too.
+SIDECAR_RUNTIME: dict[str, Any] = {
+    "layers": [
+        {"name": "global config", "static_layer": {"re2.max_program_size.error_level": 32768}},
+        {"name": "admin", "admin_layer": {}},
+    ]
+}
+
 
 class AgentError(RuntimeError):
     """The workload could not join the mesh; the message says why."""
@@ -129,6 +139,7 @@ class Agent:
             node_id=node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=TcpAddress(host, int(port)),
             mode=o.xds_mode.value, node_metadata=node_metadata(proxy, workload_name=o.name),
         )
+        bootstrap["layered_runtime"] = SIDECAR_RUNTIME
         workdir = self.options.home / "workloads" / node_id.split("~")[2]
         envoy = EnvoyProcess(bootstrap, workdir=workdir, die_with_parent=True)
         self.progress(f"starting sidecar for {o.name} at {address}")

@@ -7,11 +7,13 @@ intermediates, and the trust bundle last, as Istio's `cert_chain` has it).
 
 Layers, inside out:
 - `spiffe`: SPIFFE IDs (`spiffe://<trust-domain>/ns/<ns>/sa/<sa>`): format, parse.
-- `authority`: signing, CA material kept in a directory under Istio's file
-  names (self-signed root made on first use, or plug-in material with an
-  intermediate), root rotation. No transport, clock injected.
+- `material`: CA files under Istio's names (`root-cert.pem`, `ca-cert.pem`,
+  `ca-key.pem`, `cert-chain.pem`), checked on load; the self-signed root.
+- `authority`: signing (SPIFFE X.509-SVID rules, TTLs) and root rotation.
+  No transport, clock injected.
 - `tokens`: join tokens (HMAC-signed, namespace + service account + expiry).
 - `messages`: Istio's `IstioCertificateRequest/Response`, built at run time.
-- `service`: the grpc.aio `IstioCertificateService` on TLS (default port
-  15012) and the client helper `request_certificate`.
+- `service`: the grpc.aio `IstioCertificateService` on an mTLS port (15012,
+  renewals) and a join port (15013, tokens), and `request_certificate`.
+- `runner`: the CA of a home directory, served from a thread of its own.
 """

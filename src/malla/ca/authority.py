@@ -30,12 +30,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from malla.ca import material as files
-from malla.ca.material import CAMaterial, CAMaterialError
+from malla.ca.material import CAMaterial
 from malla.ca.spiffe import DEFAULT_TRUST_DOMAIN, Identity, check_trust_domain
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -346,7 +346,3 @@ def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(
             issuer.public_key())  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
-def certificate_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)

@@ -1,4 +1,4 @@
-"""The CA's gRPC face: Istio's `IstioCertificateService/CreateCertificate` over TLS (Istio's `server/ca`).
+"""The CA's gRPC face: Istio's `IstioCertificateService` over TLS (Istio's `server/ca`).
 
 In: `IstioCertificateRequest{csr, validity_duration, metadata}` and a
 credential. Out: `IstioCertificateResponse{cert_chain}`: leaf, intermediates,
@@ -41,7 +41,13 @@ from malla.ca.authority import (
     IdentityMismatchError,
     IssuedCertificate,
 )
-from malla.ca.messages import FULL_METHOD, METHOD, SERVICE, IstioCertificateRequest, IstioCertificateResponse
+from malla.ca.messages import (
+    FULL_METHOD,
+    METHOD,
+    SERVICE,
+    IstioCertificateRequest,
+    IstioCertificateResponse,
+)
 from malla.ca.spiffe import Identity, parse_spiffe_id
 from malla.ca.tokens import JoinTokens, TokenError
 
@@ -240,9 +246,13 @@ class CAServer:
 
     def _bind(self, server: grpc.aio.Server, address: str, *, mtls: bool) -> int:
         creds = self._serving.credentials(require_client_certificate=mtls)
-        bound = server.add_secure_port(address, creds)
+        try:
+            bound = server.add_secure_port(address, creds)
+        except RuntimeError:  # gRPC's bind failure says nothing useful
+            bound = 0
         if bound == 0:
-            raise OSError(f"the CA cannot listen on {address}; is the port in use? "
+            what = "mTLS port" if mtls else "join port"
+            raise OSError(f"the CA cannot listen on {address} ({what}); is the port in use? "
                           "Choose another port")
         return bound
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from malla.cli.client import NotRunning, call, find_control_plane, require_control_plane
 from malla.cli.output import OutputFormat, console, emit_data, err_console, style_for
-from malla.controlplane.home import ControlPlaneState, home_dir, pid_alive
+from malla.controlplane.home import ControlPlaneState, applied_dir, home_dir, pid_alive
 
 HomeOpt = Annotated[str | None, typer.Option("--home", help="State directory (default $MALLA_HOME or ./.malla).")]
 OutputOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="text, json or yaml.")]
@@ -44,8 +44,10 @@ def up(
         raise typer.Exit(1)
     config_dirs = tuple(p.resolve() for p in (config or []))
     for d in config_dirs:
-        if d.exists() and not d.is_dir():
-            err_console.print(f"[red]error:[/red] --config {d} is not a directory")
+        if not d.is_dir():
+            # A mistyped path would otherwise give an empty mesh and no hint why.
+            problem = "is not a directory" if d.exists() else "does not exist"
+            err_console.print(f"[red]error:[/red] --config {escape(str(d))} {problem}; give a directory of Istio YAML")
             raise typer.Exit(2)
     args = ["--home", str(home_path), "--xds-port", str(xds_port), "--api-port", str(api_port),
             "--monitoring-port", str(monitoring_port), "--debounce-ms", str(debounce_ms),
@@ -167,7 +169,7 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
     for key, value in data["addresses"].items():
         console.print(f"  {key:<11} {value}")
     console.print(f"  resources   {data['resources']}" + (f"  ([yellow]{data['configProblems']} config problem(s)[/yellow]: malla get --problems)" if data["configProblems"] else ""))
-    table = Table("WORKLOAD", "NAMESPACE", "ADDRESS", "PORTS", "LABELS", box=None, pad_edge=False)
+    table = _table("WORKLOAD", "NAMESPACE", "ADDRESS", "PORTS", "LABELS")
     for w in workloads:
         table.add_row(w["name"], w["namespace"], w["address"], ",".join(f"{k}:{v}" for k, v in w["ports"].items()),
                       ",".join(f"{k}={v}" for k, v in w["labels"].items()))
@@ -175,15 +177,23 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
     _print_proxies(data["proxies"])
 
 
+def _table(*headers: str) -> Table:
+    # Fold rather than cut: node ids and file paths are what users copy from here.
+    table = Table(box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
 def _print_proxies(proxies: list[dict[str, Any]]) -> None:
     if not proxies:
         console.print("  no proxies connected")
         return
-    table = Table("PROXY", "MODE", "CDS", "LDS", "EDS", "RDS", "VERSION", box=None, pad_edge=False)
+    table = _table("PROXY", "MODE", "CDS", "LDS", "EDS", "RDS", "VERSION")
     for p in proxies:
         states = {t["type"]: t for t in p["types"]}
         cells = [_state_cell(states.get(k)) for k in ("Cluster", "Listener", "ClusterLoadAssignment", "RouteConfiguration")]
-        table.add_row(p["node"], p["mode"], *cells, (p["snapshotVersion"] or "")[:12])
+        table.add_row(_proxy_name(p["node"]), p["mode"], *cells, (p["snapshotVersion"] or "")[:12])
     console.print(table)
     for p in proxies:
         for t in p["types"]:
@@ -191,6 +201,12 @@ def _print_proxies(proxies: list[dict[str, Any]]) -> None:
                 err_console.print(f"[red]REJECTED[/red] {escape(p['node'])} {t['type']}: {escape(t['error'] or '')}")
         if p.get("problem"):
             err_console.print(f"[red]problem[/red] {escape(p['node'])}: {escape(p['problem'])}")
+
+
+def _proxy_name(node_id: str) -> str:
+    """``NAME.NAMESPACE`` from ``sidecar~IP~NAME.NAMESPACE~DOMAIN``, as istioctl proxy-status shows pods."""
+    parts = node_id.split("~")
+    return parts[2] if len(parts) == 4 and parts[2] else node_id
 
 
 def _state_cell(t: dict[str, Any] | None) -> str:
@@ -285,9 +301,12 @@ def get(
     if name and not items:
         err_console.print(f"[red]error:[/red] {kind} {name!r} not found")
         raise typer.Exit(1)
-    table = Table("KIND", "NAMESPACE", "NAME", "FROM", box=None, pad_edge=False)
+    table = _table("KIND", "NAMESPACE", "NAME", "FROM")
+    applied = str(applied_dir(Path(state.home))) + os.sep
     for it in items:
-        table.add_row(it["kind"], it["metadata"]["namespace"], it["metadata"]["name"], escape(it.get("origin") or ""))
+        origin = it.get("origin") or ""
+        table.add_row(it["kind"], it["metadata"]["namespace"], it["metadata"]["name"],
+                      "malla apply" if origin.startswith(applied) else escape(origin))
     console.print(table if items else "no resources")
     for path, problems in body.get("problems", {}).items():
         for d in problems:

@@ -1,54 +1,63 @@
-"""``malla demo``: the newcomer's first minute.
-
-Until the Bookinfo mesh lands (it needs the agent and the gateway), the demo
-loads Istio's own Bookinfo routing files shipped in the package, validates
-and analyzes them, and says plainly that the running mesh is not there yet.
-"""
+"""``malla demo``: the Bookinfo mesh, the newcomer's first minute."""
 
 from __future__ import annotations
 
-from importlib import resources
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from malla.cli.output import console
-from malla.config.files import load_paths
+from malla.cli.output import console, err_console
 
 
-def bookinfo_dir() -> str:
-    return str(resources.files("malla.data").joinpath("samples/bookinfo/networking"))
+def demo(
+    port: Annotated[int, typer.Option("--port", help="Ingress gateway port (a free one is used when it is taken).")] = 8080,
+    home: Annotated[str | None, typer.Option("--home", help="State directory (default .malla/demo).")] = None,
+    traffic: Annotated[bool, typer.Option("--traffic", help="Send a steady background load to the product page.")] = False,
+    exit_after: Annotated[float, typer.Option("--exit-after", help="Stop after N seconds (0: run until Ctrl-C).", hidden=True)] = 0.0,
+) -> None:
+    """Run Istio's Bookinfo as a mesh: control plane, six workloads with sidecars, an ingress gateway."""
+    from malla.demo.bookinfo import Demo, DemoError, networking_dir
 
+    home_path = Path(home).resolve() if home else (Path.cwd() / ".malla" / "demo").resolve()
+    d = Demo(home=home_path, gateway_port=port, progress=lambda m: console.print(f"  [green]✔[/green] {escape(m)}"))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print("[bold]malla demo[/bold]: Istio's Bookinfo on this machine")
+    try:
+        d.start()
+    except DemoError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        d.stop()
+        raise typer.Exit(1) from None
+    except BaseException:
+        d.stop()
+        raise
+    if traffic:
+        d.start_traffic()
+    nets = networking_dir()
+    state = d.cp.state  # type: ignore[union-attr]
+    console.print(f"""
+[bold]Bookinfo is up.[/bold]
+  product page   {d.product_url}
+  control plane  {state.api_url}   (xDS {state.xds_address}, metrics {state.monitoring_url}/metrics)
 
-def bookinfo_platform() -> str:
-    """Istio's Kubernetes manifest of the Bookinfo services: gives the analyzers their hosts and pods."""
-    return str(resources.files("malla.data").joinpath("samples/bookinfo/platform/kube/bookinfo.yaml"))
-
-
-def demo() -> None:
-    """Run the Bookinfo demo (today: validate and analyze Istio's Bookinfo config)."""
-    from malla.analysis import analyze
-
-    folder = bookinfo_dir()
-    console.print(f"[bold]malla demo[/bold]: Istio's Bookinfo routing files from {escape(folder)}")
-    result, files = load_paths([folder, bookinfo_platform()])
-    for d in result.diagnostics:
-        console.print(escape(d.format()))
-    console.print(
-        f"  loaded {len(result.configs)} Istio resources from {files} files "
-        f"({len(result.errors)} errors)"
-    )
-    by_kind: dict[str, int] = {}
-    for c in result.configs:
-        by_kind[c.kind] = by_kind.get(c.kind, 0) + 1
-    for kind, n in sorted(by_kind.items()):
-        console.print(f"    {kind:<16} {n}")
-    messages = analyze(result.configs, result.kube)
-    console.print(f"  analysis with the Bookinfo services and deployments: {len(messages)} message(s)")
-    for m in messages[:10]:
-        console.print(f"    {escape(m.format_istioctl())}")
-    console.print(
-        "\nThe running Bookinfo mesh (control plane, sidecars, ingress gateway) is not part of this "
-        "version yet; try:\n  malla validate " + escape(folder) + "\n  malla analyze " + escape(folder)
-    )
-    raise typer.Exit(1 if result.errors else 0)
+Next, in another terminal ([dim]export MALLA_HOME={escape(str(home_path))}[/dim]):
+  malla status
+  malla apply -f {escape(str(nets / 'virtual-service-all-v1.yaml'))}            # only reviews v1
+  malla apply -f {escape(str(nets / 'virtual-service-reviews-50-v3.yaml'))}     # about half red stars
+  malla apply -f {escape(str(nets / 'virtual-service-reviews-jason-v2-v3.yaml'))}  # log in as jason: black stars
+  malla proxy-config routes productpage
+Ctrl-C stops everything.""")
+    try:
+        stop.wait(exit_after if exit_after > 0 else None)
+    finally:
+        console.print("stopping the demo mesh...")
+        d.stop()
+        if traffic:
+            console.print(f"  background traffic: {d.traffic_ok}/{d.traffic_sent} requests answered 200")
+        console.print("  [green]✔[/green] stopped; nothing left running")

@@ -41,14 +41,15 @@ def gateway(
     )
 
     def progress(message: str) -> None:
-        # What it serves goes to stdout (scripts read it); the rest is commentary on stderr.
-        if message.startswith(("serving ", "stopped serving ")):
-            console.print(escape(message))
-        elif not quiet:
+        if not quiet:
             err_console.print(f"[dim]malla:[/dim] {escape(message)}")
 
+    def announce(message: str) -> None:
+        # What it serves goes to stdout, for scripts; the commentary goes to stderr.
+        console.print(escape(message))
+
     try:
-        code = run_gateway(options, state, progress=progress)
+        code = run_gateway(options, state, progress=progress, announce=announce)
     except AgentError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -60,7 +61,9 @@ def _parse_labels(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         if not sep or not key:
-            err_console.print(f"[red]error:[/red] --labels: {part!r} is not key=value (e.g. --labels istio=ingressgateway)")
+            err_console.print(
+                f"[red]error:[/red] --labels: {part!r} is not key=value (e.g. --labels istio=ingressgateway)"
+            )
             raise typer.Exit(2)
         labels[key.strip()] = value.strip()
     return labels

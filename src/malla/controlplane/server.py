@@ -75,7 +75,7 @@ class ControlPlane:
             # would then start and share the proxies with the first one.
             options=(("grpc.so_reuseport", 0),),
         )
-        self.addresses = AddressPool()
+        self.addresses = AddressPool(probe_port=options.mesh.outbound_port)
         self.discovery.orphan_listeners.append(self.addresses.release_owner)
         self.started_at = time.time()
         self._stop = threading.Event()
@@ -191,6 +191,7 @@ class ControlPlane:
             self._monitoring.stop()
         for t in self._threads:
             t.join(5)
+        self.addresses.close()
         state_file = self.home / "controlplane.json"
         if self.state is not None and state_file.exists():
             current = ControlPlaneState.read(self.home)

@@ -228,7 +228,10 @@ class FileSecret:
 
 
 def file_cert_secret_name(certificate: str, private_key: str) -> str:
-    """Istio's name for file-mounted server certificates: ``file-cert:/etc/certs/tls.crt~/etc/certs/tls.key``."""
+    """Istio's name for file-mounted server certificates: ``file-cert:/etc/certs/tls.crt~/etc/certs/tls.key``.
+
+    As in Istio, ``~`` separates the paths, so the key's path must not contain one.
+    """
     return f"{FILE_CERT_PREFIX}{certificate}~{private_key}"
 
 

@@ -29,7 +29,9 @@ from malla.pilot.services import (
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 
 
-def service_from_kube(body: Mapping[str, Any], *, domain: str = DEFAULT_DOMAIN) -> Service:
+def service_from_kube(
+    body: Mapping[str, Any], *, domain: str = DEFAULT_DOMAIN, default_export_to: frozenset[str] = frozenset({"*"})
+) -> Service:
     """One ``v1/Service`` object; raises ValueError naming the field that is wrong."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -51,7 +53,7 @@ def service_from_kube(body: Mapping[str, Any], *, domain: str = DEFAULT_DOMAIN) 
         ports=ports,
         resolution=resolution,
         addresses=addresses,
-        export_to=frozenset(x.strip() for x in export.split(",")) if export else frozenset({"*"}),
+        export_to=frozenset(x.strip() for x in export.split(",")) if export else default_export_to,
         selector=frozen_map(selector) if selector else None,
         source=f"Service {namespace}/{name}",
         name=name,

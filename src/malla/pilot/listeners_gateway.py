@@ -43,6 +43,9 @@ def build_gateway_listeners(proxy: Proxy, snapshot: MeshSnapshot) -> list[Listen
         bind = next((s.server.bind for s in servers if s.server.bind), proxy.ip or WILDCARD)
         name = names.listener_name(bind, port)
         listener = Listener(name=name, address=socket_address(bind, port), traffic_direction=base_pb2.OUTBOUND)
+        # Without SO_REUSEPORT, a second gateway on the same address and port fails to bind
+        # (and says so) instead of silently taking half the connections.
+        listener.enable_reuse_port.value = False
         listener.filter_chains.extend(_chains(servers, port, proxy, snapshot, destinations))
         if any(
             c.filter_chain_match.server_names or c.filter_chain_match.transport_protocol for c in listener.filter_chains

@@ -99,7 +99,12 @@ def build_registry(
     workloads: Iterable[Workload] = (),
     domain: str = DEFAULT_DOMAIN,
     trust_domain: str = DEFAULT_DOMAIN,
+    default_export_to: Iterable[str] = ("*",),
 ) -> Registry:
+    """Services declared by Kubernetes Services, then ServiceEntries, then formed by workloads alone.
+
+    ``default_export_to`` applies to services that do not say (MeshConfig.defaultServiceExportTo).
+    """
     configs = sorted(configs, key=lambda c: (c.namespace, c.name))
     workloads = sorted(workloads, key=lambda w: (w.namespace, w.name, w.address))
     entries = [c for c in configs if c.kind == "ServiceEntry"]
@@ -107,6 +112,7 @@ def build_registry(
     services: dict[ServiceKey, Service] = {}
     endpoints: dict[ServiceKey, dict[int, list[Endpoint]]] = defaultdict(lambda: defaultdict(list))
     problems: list[str] = []
+    export = frozenset(default_export_to)
 
     def add(service: Service, eps: Mapping[int, list[Endpoint]]) -> None:
         kept = services.setdefault(service.key, service)
@@ -117,18 +123,20 @@ def build_registry(
 
     for body in kube_services:
         try:
-            svc = service_from_kube(body, domain=domain)
+            svc = service_from_kube(body, domain=domain, default_export_to=export)
         except ValueError as exc:
             problems.append(str(exc))
             continue
         add(svc, endpoints_from_kube(body, svc, workloads=workloads, trust_domain=trust_domain))
     for cfg in entries:
-        for svc in services_from_service_entry(cfg):
+        for svc in services_from_service_entry(cfg, default_export_to=export):
             eps = endpoints_from_service_entry(
                 cfg, svc, workload_entries=workload_entries, workloads=workloads, trust_domain=trust_domain
             )
             add(svc, eps)
-    for svc, eps in _implicit_services(workloads, known=services.keys(), domain=domain, trust_domain=trust_domain):
+    for svc, eps in _implicit_services(
+        workloads, known=services.keys(), domain=domain, trust_domain=trust_domain, export_to=export
+    ):
         add(svc, eps)
     return Registry(
         services=tuple(sorted(services.values(), key=lambda s: (s.hostname, s.namespace))),
@@ -154,7 +162,7 @@ def service_name_of(workload: Workload) -> str:
 
 
 def _implicit_services(
-    workloads: list[Workload], *, known: Iterable[ServiceKey], domain: str, trust_domain: str
+    workloads: list[Workload], *, known: Iterable[ServiceKey], domain: str, trust_domain: str, export_to: frozenset[str]
 ) -> Iterable[tuple[Service, dict[int, list[Endpoint]]]]:
     groups: dict[ServiceKey, list[Workload]] = defaultdict(list)
     for w in workloads:
@@ -178,6 +186,7 @@ def _implicit_services(
             namespace=namespace,
             ports=ports,
             selector=frozen_map({"app": name}) if "app" in members[0].labels else None,
+            export_to=export_to,
             source=f"workload {namespace}/{name}",
             name=name,
         )

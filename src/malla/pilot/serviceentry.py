@@ -36,7 +36,9 @@ _RESOLUTION = {
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 
 
-def services_from_service_entry(config: Config) -> list[Service]:
+def services_from_service_entry(
+    config: Config, *, default_export_to: frozenset[str] = frozenset({"*"})
+) -> list[Service]:
     spec = config.spec
     ports = tuple(
         ServicePort(
@@ -56,7 +58,7 @@ def services_from_service_entry(config: Config) -> list[Service]:
             resolution=_RESOLUTION[spec.resolution or "NONE"],
             addresses=tuple(spec.addresses),
             mesh_external=(spec.location or "MESH_EXTERNAL") == "MESH_EXTERNAL",
-            export_to=frozenset(spec.export_to) or frozenset({"*"}),
+            export_to=frozenset(spec.export_to) or default_export_to,
             selector=selector,
             subject_alt_names=tuple(spec.subject_alt_names),
             source=config.ref,

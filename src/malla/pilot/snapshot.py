@@ -48,6 +48,8 @@ class MeshConfig:
     root_namespace: str = "istio-system"
     outbound_traffic_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
     default_retries: RetryDefaults = field(default_factory=RetryDefaults)
+    # Off: a port of undeclared protocol is plain TCP. On is reserved: sniffing (http_inspector)
+    # is not generated yet, and such ports then get no outbound listener.
     protocol_sniffing: bool = False
     connect_timeout: Duration = field(default_factory=lambda: Duration(10 * _SECOND))
     tcp_keepalive: bool = False
@@ -67,7 +69,6 @@ class MeshConfig:
     access_log_path: str | None = None  # Envoy file access log on every HTTP connection manager
     debounce_after: Duration = field(default_factory=lambda: Duration(_SECOND // 10))
     debounce_max: Duration = field(default_factory=lambda: Duration(10 * _SECOND))
-    max_endpoints_per_push: int = 0  # 0: no limit
 
     def with_(self, **changes: Any) -> MeshConfig:
         return replace(self, **changes)
@@ -157,6 +158,7 @@ class MeshSnapshot:
             workloads=workloads,
             domain=mesh.domain,
             trust_domain=mesh.trust_domain,
+            default_export_to=mesh.default_service_export_to,
         )
         version = _content_hash(mesh, configs, registry)
         return cls(mesh=mesh, configs=configs, registry=registry, version=version)

@@ -28,7 +28,9 @@ Rules taken from measurements of real Envoy (see the field notes):
   push: Envoy re-creates the cluster and waits for endpoints;
 - in Delta, a newly subscribed name the snapshot lacks gets silence, never a
   removal (that would make a cluster go live with no hosts);
-- EDS is never held back waiting for the CDS ACK (they wait on each other).
+- EDS is never held back waiting for the CDS ACK (they wait on each other);
+  listeners and routes are, when the push added clusters: Envoy answers 503
+  for a route to a cluster that is still warming.
 """
 
 from __future__ import annotations
@@ -242,6 +244,8 @@ class StreamBase:
         self._nonce_prefix = nonce_prefix
         self._counter = 0
         self._types: dict[str, TypeState] = {}
+        # Nonce of the cluster response that added clusters Envoy is warming.
+        self._warming: str | None = None
 
     def _next_nonce(self) -> str:
         self._counter += 1
@@ -266,6 +270,26 @@ class StreamBase:
         # Equal sizes mean equal content: reuse the snapshot's own mapping,
         # which is shared by every stream and has a precomputed version.
         return desired if len(subset) == len(desired) else subset
+
+    def _start_warming(self, actions: list[Action]) -> None:
+        """Hold listeners and routes until Envoy answers the cluster response in `actions`."""
+        nonces = [a.nonce for a in actions if isinstance(a, Send) and a.type_url == resources.CLUSTER]
+        if nonces:
+            self._warming = nonces[-1]
+
+    def _warmed(self) -> bool:
+        """True once, when Envoy has answered the response whose clusters were warming.
+
+        Envoy ACKs (or NACKs) a cluster response only when its new clusters have
+        their endpoints; an answer to a later response answers it too.
+        """
+        if self._warming is None:
+            return False
+        clusters = self._types.get(resources.CLUSTER)
+        if clusters is not None and self._warming in clusters.inflight:
+            return False
+        self._warming = None
+        return True
 
     def _force_eds(self, clusters: Iterable[str], view: SnapshotView) -> set[str]:
         """Mark the assignments of changed clusters for re-sending."""

@@ -7,8 +7,9 @@ already means something else to it.
 
 Push order follows Envoy's make-before-break advice: clusters, then their
 endpoints, then listeners, then routes (secrets last, as Istio does; Envoy
-asks for them by name when clusters and listeners reference them). Removals
-go in the reverse order.
+asks for them by name when clusters and listeners reference them). Listeners
+and routes wait for clusters added in the same push to warm. Removals go in
+the reverse order.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
 PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+
+# Types whose resources send traffic to clusters by name. While clusters that a
+# push added are warming (Envoy ACKs their CDS response once they have their
+# endpoints), these wait: a route naming a cluster Envoy does not have yet is
+# answered 503 (NC). Secrets never wait: warming clusters may need them.
+AFTER_WARM_CLUSTERS = frozenset({LISTENER, ROUTE})
 
 # An empty first request for these types means "everything for this node".
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})

@@ -6,7 +6,9 @@ and listener responses are the whole set (absence deletes); endpoint and route
 responses may carry only what changed or was newly asked for, which Envoy
 merges. When clusters are removed while other types change in the same push,
 the first cluster response still holds the removed ones and a last one drops
-them, so routes move away before their clusters disappear.
+them, so routes move away before their clusters disappear. When a push adds
+clusters, listeners and routes (and any removal) follow once Envoy has
+answered that cluster response, that is once the new clusters are warm.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ class SotwStream(StreamBase):
     def receive(self, request: discovery_pb2.DiscoveryRequest,
                 view: SnapshotView | None) -> list[Action]:
         """Handle one DiscoveryRequest; returns what to record and send."""
+        actions = self._receive(request, view)
+        if view is not None and self._warmed():
+            actions += self.update(view)  # what waited for the clusters to warm
+        return actions
+
+    def _receive(self, request: discovery_pb2.DiscoveryRequest,
+                 view: SnapshotView | None) -> list[Action]:
         type_url = request.type_url
         state = self._state(type_url)
         nonce = request.response_nonce
@@ -81,14 +90,21 @@ class SotwStream(StreamBase):
     def update(self, view: SnapshotView) -> list[Action]:
         """The snapshot changed: what to push, in make-before-break order."""
         plans: list[_Plan] = []
+        added = False
         for type_url in self._requested_types():
+            if (added or self._warming is not None) and type_url in resources.AFTER_WARM_CLUSTERS:
+                continue
             state = self._types[type_url]
             plan = self._plan(type_url, state, view, force=frozenset(), full=state.unanswered)
             if plan is not None:
                 plans.append(plan)
                 if type_url == resources.CLUSTER:
                     self._force_eds(plan.changed, view)
-        return self._commit_all(plans)
+                    added = any(name not in state.sent for name in plan.state)
+        actions = self._commit_all(plans, routes_wait=added or self._warming is not None)
+        if added:
+            self._start_warming(actions)
+        return actions
 
     # -- subscriptions ---------------------------------------------------
 
@@ -159,21 +175,29 @@ class SotwStream(StreamBase):
                         if name in sent and sent[name] != v)
         return _Plan(type_url, wanted, included, version, changed, type_version)
 
-    def _commit_all(self, plans: list[_Plan]) -> list[Action]:
+    def _commit_all(self, plans: list[_Plan], *, routes_wait: bool) -> list[Action]:
+        """Commit in order; removed clusters stay until listeners and routes moved away.
+
+        With ``routes_wait`` (clusters are warming) listeners and routes come
+        in a later push, and so does the removal: it is left unreconciled.
+        """
         actions: list[Action] = []
         final: _Plan | None = None
         for index, plan in enumerate(plans):
             state = self._types[plan.type_url]
             removed = [name for name in state.sent if name not in plan.state] if (
-                plan.type_url == resources.CLUSTER and index + 1 < len(plans)) else []
+                plan.type_url == resources.CLUSTER and (routes_wait or index + 1 < len(plans))) else []
             if removed:
-                # Keep removed clusters until routes and listeners moved away.
                 held = dict(plan.state)
                 held.update((name, state.sent[name]) for name in removed)
-                actions.append(self._commit(_Plan(
-                    plan.type_url, held, held, resources.set_version(held),
-                    plan.changed, plan.reconciled)))
-                final = plan
+                if held != dict(state.sent):
+                    actions.append(self._commit(_Plan(
+                        plan.type_url, held, held, resources.set_version(held),
+                        plan.changed, plan.reconciled)))
+                if routes_wait:
+                    state.reconciled = None
+                else:
+                    final = plan
                 continue
             actions.append(self._commit(plan))
         if final is not None:

@@ -76,11 +76,12 @@ class Request:
         return morsel.value if morsel is not None else None
 
     def values(self) -> dict[str, str]:
-        """Query and form fields together (a form field wins), as Flask's ``request.values``."""
-        fields = {k: v[0] for k, v in parse_qs(self.query).items()}
+        """Query and form fields together, the query's first, as Flask's ``request.values``."""
+        fields: dict[str, str] = {}
         if "application/x-www-form-urlencoded" in (self.header("content-type") or ""):
             body = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
             fields.update({k: v[0] for k, v in body.items()})
+        fields.update({k: v[0] for k, v in parse_qs(self.query, keep_blank_values=True).items()})
         return fields
 
 
@@ -156,7 +157,7 @@ def peer_url(name: str, *, env: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Reply:
-    """What a peer answered: ``status`` None when it could not be reached in time."""
+    """What a peer answered: ``status`` None when it could not be reached."""
 
     status: int | None
     data: Any = None
@@ -233,6 +234,15 @@ def serve(router: Router, *, name: str, port: int) -> None:
         server.server_close()
 
 
+def _split_target(target: str) -> tuple[str, str]:
+    """Path and query of a request target; an absolute URL (sent as to a proxy) keeps only those."""
+    if not target.startswith("/"):
+        parts = urlsplit(target)
+        return parts.path or "/", parts.query
+    path, _, query = target.partition("?")
+    return path, query
+
+
 class _IPv6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
@@ -251,8 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
     router: Router
 
     def _serve(self) -> None:
-        target = urlsplit(self.path)  # a proxy-style absolute URL keeps only its path
-        request = Request(self.command, target.path or "/", target.query, self.headers, self._read_body())
+        path, query = _split_target(self.path)
+        request = Request(self.command, path, query, self.headers, self._read_body())
         try:
             response = self.router.dispatch(request)
         except Exception:  # one bad request must not take the service down

@@ -11,7 +11,6 @@ Istio's database-backed ``v2`` (MongoDB or MySQL) is not offered.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import threading

@@ -1,0 +1,1 @@
+"""``malla demo``: Istio's Bookinfo, running as a real mesh on this machine."""
