@@ -57,6 +57,12 @@ def test_one_shot_exits_with_the_commands_status(running: Mesh) -> None:
         assert done.returncode == expected, f"{command}: {done.stderr}"
         assert running.envoys() == {}
     assert running.workloads() == []
+    # What a shell says when the command cannot run.
+    missing = running.cli("run", "--name", "job", "--", "no-such-command-here")
+    assert missing.returncode == 127 and "no-such-command-here" in missing.stderr
+    assert running.envoys() == {}
+    bad_port = running.cli("run", "--name", "job", "-p", "http", "--", "true")
+    assert bad_port.returncode == 2 and "NUMBER[/PROTOCOL]" in bad_port.stderr
 
 
 def test_tcp_service_is_reached_at_the_clients_own_address(running: Mesh) -> None:

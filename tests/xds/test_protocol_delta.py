@@ -103,11 +103,36 @@ def test_changed_cluster_gets_its_unchanged_assignment_again() -> None:
 
 def test_removals_come_after_additions_and_in_reverse_order() -> None:
     stream = synced_stream()
-    view = with_types(CDS={"a": "c1", "c": "c1"}, EDS={"a": "e1", "b": "e1", "c": "e1"},
+    view = with_types(CDS={"a": "c1"}, EDS={"a": "e1", "b": "e1"},
                       LDS={"other": "l1"}, RDS={"local": "r2"})
     pushed = [(s.type_url, sorted(s.resources), s.removed) for s in sends(stream.update(view))]
-    assert pushed == [(CDS, ["c"], ()), (LDS, ["other"], ()), (RDS, ["local"], ()),
+    assert pushed == [(LDS, ["other"], ()), (RDS, ["local"], ()),
                       (LDS, [], ("http",)), (CDS, [], ("b",))]
+
+
+def test_listeners_routes_and_removals_wait_until_added_clusters_are_warm() -> None:
+    # Envoy answers 503 for a route to a cluster it is still warming, and ACKs
+    # the cluster response only once the new clusters have their endpoints.
+    stream = synced_stream()
+    view = with_types(CDS={"a": "c1", "c": "c1"}, EDS={"a": "e1", "b": "e1", "c": "e1"},
+                      LDS={"other": "l1"}, RDS={"local": "r2"})
+    cds = only_send(stream.update(view))
+    assert (sorted(cds.resources), cds.removed) == (["c"], ())
+    assert states(stream, view)["RDS"] == SyncState.STALE
+    eds = only_send(stream.receive(delta(EDS, subscribe=("c",)), view))
+    assert dict(eds.resources) == {"c": "e1"}
+    stream.receive(ack(eds), view)
+    released = [(s.type_url, sorted(s.resources), s.removed) for s in sends(stream.receive(ack(cds), view))]
+    assert released == [(LDS, ["other"], ()), (RDS, ["local"], ()),
+                        (LDS, [], ("http",)), (CDS, [], ("b",))]
+
+
+def test_a_rejected_cluster_response_releases_the_routes_too() -> None:
+    stream = synced_stream()
+    view = with_types(CDS={"a": "c1", "b": "c1", "n": "bad"}, RDS={"local": "r2"})
+    cds = only_send(stream.update(view))
+    released = sends(stream.receive(delta(CDS, nonce=cds.nonce, error="bad cluster"), view))
+    assert [s.type_url for s in released] == [RDS]
 
 
 def test_reconnect_skips_what_envoy_holds_and_removes_what_is_gone() -> None:

@@ -31,6 +31,11 @@ def synced_stream(view: View = BASE) -> SotwStream:
     return stream
 
 
+def stream_nonce(stream: SotwStream, type_url: str) -> str:
+    """The nonce of the last response of a type, as Envoy would quote it."""
+    return next(s.nonce for s in stream.status(None) if s.type_url == type_url)
+
+
 def states(stream: SotwStream, view: View) -> dict[str, SyncState]:
     return {s.short_name: s.state for s in stream.status(view)}
 
@@ -183,13 +188,59 @@ def test_changed_cluster_gets_its_assignment_again_in_the_same_push() -> None:
 
 def test_removed_cluster_stays_until_routes_moved_away() -> None:
     stream = synced_stream()
+    view = View({CDS: {"a": "c1"}, EDS: BASE.versions(EDS), LDS: BASE.versions(LDS),
+                 RDS: {"local": "r2"}}, eds={"a": "a"})
+    pushed = sends(stream.update(view))
+    assert [s.type_url for s in pushed] == [RDS, CDS]
+    assert set(pushed[1].resources) == {"a"}
+    assert pushed[1].version == view.type_version(CDS)
+
+
+def test_routes_wait_until_added_clusters_are_warm() -> None:
+    # Envoy answers 503 for a route to a cluster it is still warming, and ACKs
+    # the cluster response only once the new clusters have their endpoints.
+    stream = synced_stream()
+    view = View({CDS: {"a": "c1", "b": "c1", "n": "c1"}, EDS: {"a": "e1", "b": "e1", "n": "e1"},
+                 LDS: {"http": "l2"}, RDS: {"local": "r2"}}, eds={"a": "a", "b": "b", "n": "n"})
+    cds = only_send(stream.update(view))
+    assert cds.type_url == CDS and set(cds.resources) == {"a", "b", "n"}
+    assert states(stream, view)["RDS"] == SyncState.STALE
+    eds = only_send(stream.receive(sotw(EDS, ("a", "b", "n"), nonce=stream_nonce(stream, EDS),
+                                        version=BASE.type_version(EDS)), view))
+    assert dict(eds.resources) == {"n": "e1"}
+    stream.receive(ack_of(eds, names=("a", "b", "n")), view)
+    released = sends(stream.receive(ack_of(cds), view))
+    assert [s.type_url for s in released] == [LDS, RDS]
+
+
+def test_added_and_removed_clusters_in_one_push_routes_move_between() -> None:
+    stream = synced_stream()
     view = View({CDS: {"a": "c1", "c": "c1"}, EDS: {"a": "e1", "b": "e1", "c": "e1"},
                  LDS: BASE.versions(LDS), RDS: {"local": "r2"}}, eds={"a": "a", "c": "c"})
-    pushed = sends(stream.update(view))
-    assert [s.type_url for s in pushed] == [CDS, RDS, CDS]
-    assert set(pushed[0].resources) == {"a", "b", "c"}
-    assert set(pushed[2].resources) == {"a", "c"}
-    assert pushed[2].version == view.type_version(CDS)
+    held = only_send(stream.update(view))
+    assert set(held.resources) == {"a", "b", "c"}, "b stays while routes may still use it"
+    released = sends(stream.receive(ack_of(held), view))
+    assert [s.type_url for s in released] == [RDS, CDS]
+    assert set(released[1].resources) == {"a", "c"}
+    assert released[1].version == view.type_version(CDS)
+
+
+def test_a_rejected_cluster_response_releases_the_routes_too() -> None:
+    stream = synced_stream()
+    view = View({CDS: {"a": "c1", "b": "c1", "n": "bad"}, EDS: {"a": "e1", "b": "e1", "n": "e1"},
+                 LDS: BASE.versions(LDS), RDS: {"local": "r2"}}, eds={"a": "a", "b": "b", "n": "n"})
+    cds = only_send(stream.update(view))
+    nack = sotw(CDS, nonce=cds.nonce, version=BASE.type_version(CDS), error="bad cluster")
+    released = sends(stream.receive(nack, view))
+    assert [s.type_url for s in released] == [RDS]
+
+
+def test_changed_clusters_do_not_hold_routes_back() -> None:
+    # A changed cluster keeps serving with its old config while the new one warms.
+    stream = synced_stream()
+    view = View({CDS: {"a": "c2", "b": "c1"}, EDS: BASE.versions(EDS), LDS: BASE.versions(LDS),
+                 RDS: {"local": "r2"}}, eds={"a": "a", "b": "b"})
+    assert [s.type_url for s in sends(stream.update(view))] == [CDS, EDS, RDS]
 
 
 def test_lone_cluster_removal_is_one_response() -> None:
@@ -202,8 +253,8 @@ def test_lone_cluster_removal_is_one_response() -> None:
 
 def test_push_order_is_clusters_endpoints_listeners_routes() -> None:
     stream = synced_stream()
-    view = View({CDS: {"a": "c1", "b": "c1", "n": "c1"}, EDS: {"a": "e2", "b": "e1"},
-                 LDS: {"http": "l2"}, RDS: {"local": "r2"}}, eds={"a": "a", "b": "b", "n": "n"})
+    view = View({CDS: {"a": "c2", "b": "c1"}, EDS: {"a": "e2", "b": "e1"},
+                 LDS: {"http": "l2"}, RDS: {"local": "r2"}}, eds={"a": "a", "b": "b"})
     assert [s.type_url for s in sends(stream.update(view))] == [CDS, EDS, LDS, RDS]
 
 

@@ -61,6 +61,10 @@ SIDECAR_RUNTIME: dict[str, Any] = {
 class AgentError(RuntimeError):
     """The workload could not join the mesh; the message says why."""
 
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -191,7 +195,9 @@ class Agent:
             try:
                 self._app = subprocess.Popen(list(self.options.command), env=self.workload.env, preexec_fn=_term_with_parent)
             except OSError as exc:
-                raise AgentError(f"cannot start {self.options.command[0]!r}: {exc.strerror}") from exc
+                # A shell's statuses: 127 not found, 126 found but not runnable.
+                code = 127 if isinstance(exc, FileNotFoundError) else 126
+                raise AgentError(f"cannot start {self.options.command[0]!r}: {exc.strerror}", exit_code=code) from exc
         return self._app
 
     def wait_app_ready(self) -> bool:

@@ -44,7 +44,7 @@ def run(
     try:
         ports = parse_ports(port or [])
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     home_path, state = require_control_plane(home)
     logging.basicConfig(level=os.environ.get("MALLA_LOG_LEVEL", "WARNING"))
@@ -62,5 +62,5 @@ def run(
         code = run_workload(options, state, progress=progress)
     except AgentError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
     raise typer.Exit(code)

@@ -8,7 +8,9 @@ what it holds (`initial_resource_versions`): with content-hash versions the
 unchanged resources are not sent again.
 
 Removals are sent only for wildcard subscriptions (clusters, listeners), after
-all additions and in reverse push order. Endpoints, routes and secrets are
+all additions and in reverse push order. A push that adds clusters sends
+listeners, routes and removals only once Envoy has answered its cluster
+response, that is once the new clusters are warm. Endpoints, routes and secrets are
 never removed by the server: Envoy drops them when their parent goes, and a
 removal for a name the snapshot does not know yet would make a cluster go
 live with no hosts.
@@ -54,6 +56,13 @@ class DeltaStream(StreamBase):
     def receive(self, request: discovery_pb2.DeltaDiscoveryRequest,
                 view: SnapshotView | None) -> list[Action]:
         """Handle one DeltaDiscoveryRequest; returns what to record and send."""
+        actions = self._receive(request, view)
+        if view is not None and self._warmed():
+            actions += self.update(view)  # what waited for the clusters to warm
+        return actions
+
+    def _receive(self, request: discovery_pb2.DeltaDiscoveryRequest,
+                 view: SnapshotView | None) -> list[Action]:
         type_url = request.type_url
         state = self._state(type_url)
         actions: list[Action] = []
@@ -76,9 +85,16 @@ class DeltaStream(StreamBase):
         return actions
 
     def update(self, view: SnapshotView) -> list[Action]:
-        """The snapshot changed: additions in push order, then removals reversed."""
+        """The snapshot changed: additions in push order, then removals reversed.
+
+        When clusters are added, listeners and routes, and every removal,
+        wait until Envoy has answered that cluster response (they are warm).
+        """
         plans: list[_Plan] = []
+        added = False
         for type_url in self._requested_types():
+            if (added or self._warming is not None) and type_url in resources.AFTER_WARM_CLUSTERS:
+                continue
             state = self._types[type_url]
             plan = self._plan(type_url, state, view, force=frozenset(),
                               always=state.unanswered)
@@ -86,10 +102,18 @@ class DeltaStream(StreamBase):
                 plans.append(plan)
                 if type_url == resources.CLUSTER:
                     self._force_eds(plan.changed, view)
+                    added = any(name not in state.sent for name in plan.updates)
         actions: list[Action] = []
         for plan in plans:
             if plan.updates or plan.always:
                 actions.append(self._commit(plan, updates=plan.updates, removed=()))
+        if added or self._warming is not None:
+            for plan in plans:
+                if plan.removed:
+                    self._types[plan.type_url].reconciled = None  # removed in a later push
+            if added:
+                self._start_warming(actions)
+            return actions
         for plan in reversed(plans):
             if plan.removed:
                 actions.append(self._commit(plan, updates={}, removed=plan.removed))
