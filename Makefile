@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/malla demo
 
-test: $(VENV)/.installed-test
+# System packages the tests use (iptables, Prometheus, ...): installed when missing (root), else named.
+system-deps:
+	@if [ -x .ci/install-test-deps ]; then .ci/install-test-deps; fi
+
+test: $(VENV)/.installed-test system-deps
 	$(BIN)/lint-imports --config pyproject.toml
 	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 

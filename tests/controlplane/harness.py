@@ -76,6 +76,7 @@ class Agent:
     def __init__(self, proc: subprocess.Popen[str], *, name: str, log: Path, mesh_version: str) -> None:
         self.proc, self.name, self.log = proc, name, log
         self.mesh_version = mesh_version  # the control plane's snapshot version when it was started
+        self._terminated = False
 
     @property
     def pid(self) -> int:
@@ -90,14 +91,19 @@ class Agent:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"malla run --name {self.name} did not exit within {timeout:.0f} s:\n{self.output()}") from None
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, once."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+    def stop(self) -> None:
+        self.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Mesh:
@@ -203,7 +209,9 @@ class Mesh:
     # -- teardown ----------------------------------------------------------------
 
     def close(self) -> None:
-        for agent in reversed(self.agents):
+        for agent in self.agents:  # all at once: each drains for a second before its app stops
+            agent.terminate()
+        for agent in self.agents:
             agent.stop()
         state = self.state()
         if state is not None and pid_running(int(state["pid"])):

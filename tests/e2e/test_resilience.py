@@ -67,9 +67,11 @@ def test_outlier_detection_ejects_the_failing_endpoint(mesh: Mesh) -> None:
     mesh.apply(OUTLIER_DETECTION)
     http = client.http()
     statuses = [http.get(URL).status for _ in range(60)]
-    assert statuses.count(500) == 1, f"one 5xx ejects the endpoint: {statuses}"
-    assert bad.app_stats()["requests"] == 1
-    assert good.app_stats()["requests"] == 59
+    failed = statuses.count(500)
+    # Ejection is decided on Envoy's main thread: a request or two may still reach the host.
+    assert 1 <= failed <= 3 and statuses[-40:] == [200] * 40, f"one 5xx ejects the endpoint: {statuses}"
+    assert bad.app_stats()["requests"] == failed
+    assert good.app_stats()["requests"] == 60 - failed
     cluster = f"outbound|9080||reviews.{mesh.namespace}.svc.cluster.local"
     stats = client.envoy_stats(rf"^cluster\.{_escape(cluster)}\.outlier_detection\.ejections_enforced_total$")
     assert sum(stats.values()) == 1, stats

@@ -85,7 +85,10 @@ class EnvoyProcess:
         with open(self.output_path, "wb") as out:
             self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, cwd=self.workdir,
-                                          preexec_fn=_die_with_parent if self.die_with_parent else None)
+                                          preexec_fn=_die_with_parent if self.die_with_parent else None,
+                                          # A sidecar outlives a terminal's Ctrl-C: its agent stops it
+                                          # after withdrawing the endpoint, not the keyboard.
+                                          start_new_session=self.die_with_parent)
         return self
 
     def stop(self, *, timeout: float = 5.0) -> int | None:
