@@ -23,8 +23,10 @@ Theory of operation, in the order it happens:
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -193,7 +195,7 @@ class Agent:
             if self._stopping.is_set():
                 return None
             try:
-                self._app = subprocess.Popen(list(self.options.command), env=self.workload.env, preexec_fn=_term_with_parent)
+                self._app = _spawn_app(list(self.options.command), env=self.workload.env)
             except OSError as exc:
                 # A shell's statuses: 127 not found, 126 found but not runnable.
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
@@ -316,6 +318,23 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         agent.shutdown()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _spawn_app(command: list[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the app so that it gets SIGTERM when the agent dies.
+
+    setpriv sets the parent-death signal without Python code between fork and
+    exec (unsafe once gRPC threads run in the agent); preexec_fn is the fallback.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return subprocess.Popen(command, env=env, preexec_fn=_term_with_parent)
+    program = shutil.which(command[0], path=env.get("PATH"))
+    if program is None:
+        raise FileNotFoundError(errno.ENOENT, "command not found", command[0])
+    if not os.access(program, os.X_OK):
+        raise PermissionError(errno.EACCES, "permission denied", command[0])
+    return subprocess.Popen([setpriv, "--pdeathsig", "TERM", "--", program, *command[1:]], env=env)
 
 
 def _term_with_parent() -> None:

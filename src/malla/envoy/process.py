@@ -74,7 +74,13 @@ class EnvoyProcess:
                 "--admin-address-path", str(self._admin_path_file),
                 "--log-path", str(self.log_path),
                 "--log-level", self.log_level]
-        return args + list(self.extra_args)
+        args += list(self.extra_args)
+        if self.die_with_parent and (setpriv := shutil.which("setpriv")):
+            # The kernel kills Envoy when its agent dies, set by setpriv rather than
+            # a preexec_fn: Python code between fork and exec can deadlock (SIGABRT
+            # seen) in a process that already runs gRPC threads.
+            return [setpriv, "--pdeathsig", "KILL", "--", *args]
+        return args
 
     def start(self) -> EnvoyProcess:
         if self._proc is not None:
@@ -85,7 +91,7 @@ class EnvoyProcess:
         with open(self.output_path, "wb") as out:
             self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, cwd=self.workdir,
-                                          preexec_fn=_die_with_parent if self.die_with_parent else None,
+                                          preexec_fn=_die_with_parent if self._needs_preexec() else None,
                                           # A sidecar outlives a terminal's Ctrl-C: its agent stops it
                                           # after withdrawing the endpoint, not the keyboard.
                                           start_new_session=self.die_with_parent)
@@ -106,6 +112,9 @@ class EnvoyProcess:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return proc.returncode
+
+    def _needs_preexec(self) -> bool:
+        return self.die_with_parent and shutil.which("setpriv") is None
 
     async def stop_async(self, *, timeout: float = 5.0) -> int | None:
         return await asyncio.to_thread(self.stop, timeout=timeout)
