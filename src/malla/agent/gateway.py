@@ -37,8 +37,10 @@ from typing import Any
 import httpx
 
 from malla.agent.gateway_credentials import CredentialFiles, credentials_dir
+from malla.agent.gateway_identity import MESH_SECRETS, GatewayIdentity, SecretMerge
 from malla.agent.gateway_sds import SdsServer
 from malla.agent.run import SIDECAR_RUNTIME, AgentError, Progress
+from malla.agent.workload_identity import IdentityError, IdentityOptions
 from malla.controlplane.home import ControlPlaneState
 from malla.discovery.proxies import node_metadata
 from malla.envoy.binary import EnvoyNotFoundError
@@ -46,6 +48,7 @@ from malla.envoy.bootstrap import TcpAddress, build_bootstrap
 from malla.envoy.process import EnvoyError, EnvoyProcess
 from malla.pilot.gateways import AGENT_SDS_CLUSTER
 from malla.pilot.snapshot import Proxy, ProxyKind, XdsMode
+from malla.telemetry.workload import WorkloadTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +178,12 @@ class GatewayAgent:
         self.envoy: EnvoyProcess | None = None
         self._leased = False
         self.sds = SdsServer(want=self._want, on_nack=self._on_nack)
-        self.credentials = CredentialFiles(credentials_dir(options.home), publish=self.sds.publish, report=progress)
+        # One SDS socket serves the Gateways' credentials and the gateway's own mesh certificate.
+        self.secrets = SecretMerge(self.sds.publish)
+        self.credentials = CredentialFiles(credentials_dir(options.home), publish=self.secrets.credentials, report=progress)
+        self.identity: GatewayIdentity | None = None
         self._served: list[ServedPort] = []
+        self.telemetry: WorkloadTelemetry | None = None  # Istio metrics: access logs in, :15020 out
         self._errors: dict[str, str] = {}
 
     def _api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -189,7 +196,7 @@ class GatewayAgent:
         return response
 
     def _want(self, names: frozenset[str]) -> None:
-        self.credentials.want(names)
+        self.credentials.want(names - MESH_SECRETS)  # default and ROOTCA come from self.identity
 
     def _on_nack(self, names: str, message: str) -> None:
         self.progress(f"Envoy rejected {names}: {message}")
@@ -218,9 +225,24 @@ class GatewayAgent:
             self.envoy.start()
         except (EnvoyNotFoundError, EnvoyError, OSError) as exc:
             raise AgentError(f"cannot start the gateway's Envoy: {exc}") from exc
+        self._start_identity()
         self.credentials.start()
         self.sds.start()
+        self.progress(f"metrics at {self.telemetry.start(envoy=self.envoy)}")  # type: ignore[union-attr]
         self._wait_ready(stop or threading.Event())
+
+    def _start_identity(self) -> None:
+        """The gateway's certificate for Istio mTLS to sidecars (ISTIO_MUTUAL), served with the credentials."""
+        o = self.options
+        assert self.node_id is not None
+        options = IdentityOptions(namespace=o.namespace, service_account=f"{o.name}-service-account")
+        self.identity = GatewayIdentity(self.state, options, publish=self.secrets.mesh, node_id=self.node_id,
+                                        name=o.name, home=o.home)
+        try:
+            cert = self.identity.start(timeout=o.startup_timeout)
+        except IdentityError as exc:
+            raise AgentError(str(exc)) from exc
+        self.progress(f"mesh certificate {cert.spiffe_id} (serial {cert.serial_hex})")
 
     def _wait_ready(self, stop: threading.Event) -> None:
         """Envoy's readiness, in short waits so that a signal is not kept waiting for the whole timeout."""
@@ -252,9 +274,12 @@ class GatewayAgent:
     def _bootstrap(self, sds_socket: Path) -> dict[str, Any]:
         o = self.options
         assert self.address is not None and self.node_id is not None
+        self.telemetry = WorkloadTelemetry(name=o.name, namespace=o.namespace, labels=o.all_labels(),
+                                           service_account=f"{o.name}-service-account", address=self.address,
+                                           api_url=self.state.api_url)
         proxy = Proxy(
             id=self.node_id, namespace=o.namespace, kind=ProxyKind.ROUTER, labels=o.all_labels(), ip=self.address,
-            service_account=f"{o.name}-service-account", xds_mode=o.xds_mode,
+            service_account=f"{o.name}-service-account", xds_mode=o.xds_mode, **self.telemetry.prepare(),
         )
         host, _, port = self.state.xds_address.rpartition(":")
         bootstrap = build_bootstrap(
@@ -314,7 +339,11 @@ class GatewayAgent:
         if self.envoy is not None:
             self.envoy.stop()
         self.credentials.stop()  # before the SDS server: nothing is published to a stopped loop
+        if self.identity is not None:
+            self.identity.stop()
         self.sds.stop()
+        if self.telemetry is not None:
+            self.telemetry.stop()
         if self._leased and self.address is not None:
             try:
                 self._api("DELETE", "/api/v1/addresses", params={"address": self.address})

@@ -39,13 +39,17 @@ from typing import Any
 
 import httpx
 
+from malla.agent.membership import keep_registered
 from malla.agent.ports import PortSpec, free_port
+from malla.agent.sds import sds_cluster
+from malla.agent.workload_identity import IdentityError, IdentityOptions, SidecarIdentity
 from malla.controlplane.home import ControlPlaneState
 from malla.discovery.proxies import node_metadata
 from malla.envoy.binary import EnvoyNotFoundError
 from malla.envoy.bootstrap import TcpAddress, build_bootstrap
 from malla.envoy.process import EnvoyError, EnvoyProcess
-from malla.pilot.snapshot import InboundPort, Proxy, XdsMode
+from malla.pilot.snapshot import CaptureMode, InboundPort, Proxy, XdsMode
+from malla.telemetry.workload import WorkloadTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,10 @@ class RunOptions:
     startup_timeout: float = 30.0
     drain_seconds: float = 1.0
     stop_timeout: float = 10.0
+    transparent: bool = False  # own network namespace with capture rules (malla.agent.transparent)
+    netns: str | None = None  # the namespace's name with --transparent (default: malla-NAME-XXXXXX)
+    cert_ttl: float | None = None  # the workload certificate's lifetime, in seconds (None: the CA's, 24 h)
+    join_token: str | None = None  # None: minted from the control plane's token secret (same host)
 
 
 @dataclass
@@ -101,11 +109,15 @@ Progress = Callable[[str], None]
 
 
 class Agent:
+    capture = CaptureMode.EXPLICIT  # what the sidecar's Proxy says (TransparentAgent: TRANSPARENT)
+
     def __init__(self, options: RunOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> None:
         self.options = options
         self.state = state
         self.progress = progress
         self.workload: Workload | None = None
+        self.telemetry: WorkloadTelemetry | None = None  # Istio metrics: access logs in, :15020 out
+        self.identity: SidecarIdentity | None = None  # SPIFFE certificate, rotated, served over SDS
         self._app: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self.stop_signal: int | None = None
@@ -131,25 +143,31 @@ class Agent:
 
     def start_sidecar(self) -> Workload:
         o = self.options
-        lease = self._api("POST", "/api/v1/addresses", json={"name": o.name, "namespace": o.namespace}).json()
+        lease = self.lease()
         address, node_id = lease["address"], lease["nodeId"]
-        app_ports = {p.port: free_port() for p in o.ports}
+        app_ports = {p.port: self.app_port(p) for p in o.ports}
+        self.telemetry = WorkloadTelemetry(name=o.name, namespace=o.namespace, labels=self.labels(), address=address,
+                                           service_account=o.service_account or o.name, api_url=self.state.api_url)
         proxy = Proxy(
             id=node_id, namespace=o.namespace, labels=self.labels(), ip=address, app_address="127.0.0.1",
             service_account=o.service_account or o.name,
             inbound=tuple(InboundPort(port=p.port, app_port=app_ports[p.port], name=p.name, protocol=p.protocol) for p in o.ports),
-            xds_mode=o.xds_mode,
+            xds_mode=o.xds_mode, capture=self.capture, **self.telemetry.prepare(),
         )
-        host, _, port = self.state.xds_address.rpartition(":")
         bootstrap = build_bootstrap(
-            node_id=node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=TcpAddress(host, int(port)),
+            node_id=node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=self.xds_address(),
             mode=o.xds_mode.value, node_metadata=node_metadata(proxy, workload_name=o.name),
         )
         bootstrap["layered_runtime"] = SIDECAR_RUNTIME
+        self.identity = SidecarIdentity(self.state, IdentityOptions(
+            namespace=o.namespace, service_account=proxy.service_account, cert_ttl=o.cert_ttl, join_token=o.join_token,
+        ), node_id=node_id, name=o.name, home=o.home)
+        bootstrap["static_resources"]["clusters"].append(sds_cluster(self.identity.socket_path))
         workdir = self.options.home / "workloads" / node_id.split("~")[2]
-        envoy = EnvoyProcess(bootstrap, workdir=workdir, die_with_parent=True)
+        envoy = self.envoy_process(bootstrap, workdir=workdir)
         self.progress(f"starting sidecar for {o.name} at {address}")
         self.workload = Workload(address, node_id, app_ports, envoy, self._app_env(address, app_ports, proxy))
+        self._start_identity()
         try:
             envoy.start()
         except (EnvoyNotFoundError, EnvoyError, OSError) as exc:
@@ -160,6 +178,39 @@ class Agent:
             raise AgentError(f"the sidecar did not get its configuration: {exc}") from exc
         self.progress("sidecar ready (configured by the control plane)")
         return self.workload
+
+    def _start_identity(self) -> None:
+        """The workload's first certificate, served over SDS before Envoy starts, then rotated."""
+        assert self.identity is not None
+        try:
+            cert = self.identity.start(timeout=self.options.startup_timeout, owner=self.proxy_owner())
+        except IdentityError as exc:
+            raise AgentError(str(exc)) from exc
+        self.progress(f"certificate for {cert.spiffe_id} (serial {cert.serial_hex}), rotated by the agent")
+
+    # -- what a capture mode changes (overridden by malla.agent.transparent.TransparentAgent) --
+
+    def proxy_owner(self) -> tuple[int, int] | None:
+        """The uid and gid Envoy runs as, when not the agent's: its SDS socket is handed to them."""
+        return None
+
+    def lease(self) -> dict[str, Any]:
+        """This workload's address (a loopback address of its own) and xDS node id."""
+        o = self.options
+        return dict(self._api("POST", "/api/v1/addresses", json={"name": o.name, "namespace": o.namespace}).json())
+
+    def app_port(self, spec: PortSpec) -> int:
+        return free_port()
+
+    def xds_address(self) -> TcpAddress:
+        host, _, port = self.state.xds_address.rpartition(":")
+        return TcpAddress(host, int(port))
+
+    def envoy_process(self, bootstrap: dict[str, Any], *, workdir: Path) -> EnvoyProcess:
+        return EnvoyProcess(bootstrap, workdir=workdir, die_with_parent=True)
+
+    def app_command(self) -> list[str]:
+        return list(self.options.command)
 
     def _app_env(self, address: str, app_ports: dict[int, int], proxy: Proxy) -> dict[str, str]:
         o = self.options
@@ -195,11 +246,13 @@ class Agent:
             if self._stopping.is_set():
                 return None
             try:
-                self._app = _spawn_app(list(self.options.command), env=self.workload.env)
+                self._app = _spawn_app(self.app_command(), env=self.workload.env)
             except OSError as exc:
                 # A shell's statuses: 127 not found, 126 found but not runnable.
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
                 raise AgentError(f"cannot start {self.options.command[0]!r}: {exc.strerror}", exit_code=code) from exc
+        if self.telemetry is not None:  # after the forks: its gRPC server must not run across one
+            self.progress(f"metrics at {self.telemetry.start(envoy=self.workload.envoy)}")
         return self._app
 
     def wait_app_ready(self) -> bool:
@@ -233,6 +286,10 @@ class Agent:
                 return True
         except OSError:
             return False
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stopping
 
     def register(self) -> None:
         assert self.workload is not None
@@ -289,10 +346,14 @@ class Agent:
                 self._app.kill()
                 self._app.wait()
         self.deregister()
+        if self.telemetry is not None:
+            self.telemetry.stop()
         w = self.workload
         if w is None:
             return
         w.envoy.stop()
+        if self.identity is not None:
+            self.identity.stop()
         try:
             self._api("DELETE", "/api/v1/addresses", params={"address": w.address})
         except AgentError:
@@ -301,7 +362,12 @@ class Agent:
 
 def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> int:
     """Run the workload to completion; returns the app's exit status."""
-    agent = Agent(options, state, progress=progress)
+    if options.transparent:
+        from malla.agent.transparent import TransparentAgent  # it imports this module
+
+        agent: Agent = TransparentAgent(options, state, progress=progress)
+    else:
+        agent = Agent(options, state, progress=progress)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum: int, _frame: Any) -> None:
@@ -313,6 +379,7 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         agent.start_sidecar()
         if agent.start_app() is not None and options.ports and agent.wait_app_ready():
             agent.register()
+            keep_registered(agent, home=options.home)
         return agent.wait_app()
     finally:
         agent.shutdown()

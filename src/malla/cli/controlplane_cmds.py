@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from malla.cli.certificates import print_certificates
 from malla.cli.client import NotRunning, call, find_control_plane, require_control_plane
 from malla.cli.output import OutputFormat, console, emit_data, err_console, style_for
 from malla.controlplane.home import ControlPlaneState, applied_dir, home_dir, pid_alive
@@ -30,6 +31,8 @@ def up(
     xds_port: Annotated[int, typer.Option(help="xDS (plaintext, loopback).")] = 15010,
     api_port: Annotated[int, typer.Option(help="HTTP API and console.")] = 20001,
     monitoring_port: Annotated[int, typer.Option(help="Control-plane metrics.")] = 15014,
+    ca_port: Annotated[int, typer.Option(help="CA: certificate renewals over mTLS.")] = 15012,
+    ca_join_port: Annotated[int, typer.Option(help="CA: first certificates, with a join token.")] = 15013,
     debounce_ms: Annotated[int, typer.Option(help="Quiet period before a push.")] = 100,
     debounce_max_ms: Annotated[int, typer.Option(help="Longest a change may wait.")] = 10_000,
 ) -> None:
@@ -50,18 +53,21 @@ def up(
             err_console.print(f"[red]error:[/red] --config {escape(str(d))} {problem}; give a directory of Istio YAML")
             raise typer.Exit(2)
     args = ["--home", str(home_path), "--xds-port", str(xds_port), "--api-port", str(api_port),
-            "--monitoring-port", str(monitoring_port), "--debounce-ms", str(debounce_ms),
+            "--monitoring-port", str(monitoring_port), "--ca-port", str(ca_port), "--ca-join-port", str(ca_join_port),
+            "--debounce-ms", str(debounce_ms),
             "--debounce-max-ms", str(debounce_max_ms)]
     for d in config_dirs:
         args += ["--config", str(d)]
     if detach:
         _start_detached(home_path, args)
         return
-    _run_foreground(home_path, config_dirs, xds_port, api_port, monitoring_port, debounce_ms, debounce_max_ms)
+    _run_foreground(home_path, config_dirs, xds_port, api_port, monitoring_port, debounce_ms, debounce_max_ms,
+                    ca_ports=(ca_port, ca_join_port))
 
 
 def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, api_port: int,
-                    monitoring_port: int, debounce_ms: int, debounce_max_ms: int) -> None:
+                    monitoring_port: int, debounce_ms: int, debounce_max_ms: int, *,
+                    ca_ports: tuple[int, int] = (15012, 15013)) -> None:
     from malla.controlplane.server import ControlPlane, ControlPlaneOptions, StartupError
     from malla.discovery.debounce import DebounceSettings
 
@@ -70,6 +76,7 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     options = ControlPlaneOptions(
         home=home, config_dirs=config_dirs, xds_port=xds_port, api_port=api_port, monitoring_port=monitoring_port,
+        ca_port=ca_ports[0], ca_join_port=ca_ports[1],
         debounce=DebounceSettings(quiet=debounce_ms / 1000, max_delay=debounce_max_ms / 1000),
     )
     cp = ControlPlane(options)
@@ -80,6 +87,8 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
         raise typer.Exit(1) from None
     console.print(f"[green]✔[/green] malla control plane up (pid {state.pid}), home {escape(str(home))}")
     console.print(f"  xDS         {state.xds_address}\n  API         {state.api_url}\n  monitoring  {state.monitoring_url}")
+    console.print(f"  CA          {state.ca_address} (renewals, mTLS), {state.ca_join_address} (join tokens); "
+                  f"trust domain {state.trust_domain}, root {escape(state.ca_root_cert)}")
     for d in config_dirs:
         console.print(f"  watching    {escape(str(d))}")
     for path, problems in cp.source.problems.items():
@@ -162,6 +171,7 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
     data = call(state, "GET", "/api/v1/status").json()
     workloads = call(state, "GET", "/api/v1/workloads").json()["items"]
     data["workloadList"] = workloads
+    data["certificates"] = call(state, "GET", "/api/v1/identities").json()["items"]
     if output is not OutputFormat.text:
         emit_data(data, output)
         return
@@ -175,6 +185,7 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
                       ",".join(f"{k}={v}" for k, v in w["labels"].items()))
     console.print(table if workloads else "  no workloads")
     _print_proxies(data["proxies"])
+    print_certificates(data["certificates"])
 
 
 def _table(*headers: str) -> Table:

@@ -10,6 +10,7 @@ from google.protobuf.json_format import MessageToDict
 from rich.markup import escape
 from rich.table import Table
 
+from malla.cli.certificates import show_secret
 from malla.cli.client import call, require_control_plane
 from malla.cli.output import OutputFormat, console, emit_data, err_console
 
@@ -30,6 +31,7 @@ class Section(str, enum.Enum):
     routes = "routes"
     endpoints = "endpoints"
     secrets = "secrets"
+    secret = "secret"  # istioctl's name: proxy-config shows the agent's certificate for both
     all = "all"
 
 
@@ -102,8 +104,11 @@ def proxy_config(
     home: Annotated[str | None, typer.Option("--home")] = None,
     output: OutputOpt = OutputFormat.text,
 ) -> None:
-    """The Envoy config the control plane serves to one proxy."""
+    """The Envoy config the control plane serves to one proxy; secret: the certificate its agent serves it."""
     _, state = require_control_plane(home)
+    if section in (Section.secret, Section.secrets):
+        show_secret(state, proxy, output)
+        return
     resp = call(state, "GET", f"/api/v1/proxies/{proxy}/config")
     if resp.status_code == 404:
         err_console.print(f"[red]error:[/red] {resp.json()['error']}; 'malla proxy-status' lists the proxies")

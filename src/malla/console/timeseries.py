@@ -42,10 +42,9 @@ def _increase(current: dict[SeriesKey, Counters], previous: dict[SeriesKey, Coun
         for name, value in counters.items():
             old = before.get(name, 0.0)
             # A counter that went down was reset (the proxy restarted): all of its value is new.
-            grown = value - old if value >= old else value
-            if grown:
-                delta[name] = grown
-        if delta:
+            delta[name] = value - old if value >= old else value
+        # Zeros stay while anything moved: an empty bucket is the lower bound of the next one.
+        if any(delta.values()):
             out[key] = delta
     return out
 
@@ -109,11 +108,15 @@ class MetricsStore:
                     add_into(total.setdefault(key, {}), delta, scale=1.0 / seconds)
         return total
 
-    def steps(self, *, now: float, span: float, step: float) -> list[tuple[float, Rates]]:
-        """Per-second rates in consecutive steps covering the last ``span`` seconds, oldest first."""
+    def steps(self, *, now: float, span: float, step: float) -> list[tuple[float, Rates | None]]:
+        """Per-second rates in consecutive steps covering the last ``span`` seconds, oldest first.
+
+        A step no scrape ended in is None (nothing known), unlike a step with scrapes and no traffic ({}).
+        """
         count = max(int(span // step), 1)
         start = now - count * step
         buckets: list[Rates] = [{} for _ in range(count)]
+        covered: set[int] = set()
         for state in self._targets.values():
             per_bucket: dict[int, tuple[float, Rates]] = {}
             for p in state.points:
@@ -124,7 +127,8 @@ class MetricsStore:
                 for key, delta in p.deltas.items():
                     add_into(sums.setdefault(key, {}), delta)
                 per_bucket[index] = (seconds + p.dt, sums)
+                covered.add(index)
             for index, (seconds, sums) in per_bucket.items():
                 for key, delta in sums.items():
                     add_into(buckets[index].setdefault(key, {}), delta, scale=1.0 / seconds)
-        return [(start + (i + 1) * step, buckets[i]) for i in range(count)]
+        return [(start + (i + 1) * step, buckets[i] if i in covered else None) for i in range(count)]

@@ -17,8 +17,12 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from malla.api.kinds import lookup_kind
+from malla.console import ControlPlaneViews, mount_console
 from malla.controlplane.applied import apply_text, delete_text
+from malla.controlplane.identity_api import identity_routes
+from malla.controlplane.zipkin import zipkin_routes
 from malla.pilot.services import Workload
+from malla.telemetry.targets import scrape_targets, telemetry_routes
 
 if TYPE_CHECKING:
     from malla.controlplane.server import ControlPlane
@@ -76,7 +80,11 @@ def build_app(cp: ControlPlane) -> Starlette:
             )
         except (KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": f"invalid workload: {exc}"}, status_code=400)
-        key = cp.discovery.register_workload(workload, node_id=body.get("nodeId"))
+        node_id = body.get("nodeId")
+        if node_id:
+            # A workload registering again with a restarted control plane keeps its address.
+            cp.addresses.assign(workload.address, str(node_id))
+        key = cp.discovery.register_workload(workload, node_id=node_id)
         return JSONResponse({"key": key})
 
     async def deregister_workload(request: Request) -> JSONResponse:
@@ -121,7 +129,7 @@ def build_app(cp: ControlPlane) -> Starlette:
         cp.request_stop()
         return JSONResponse({"stopping": True})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/api/v1/status", status),
@@ -136,8 +144,18 @@ def build_app(cp: ControlPlane) -> Starlette:
             Route("/api/v1/addresses", allocate_address, methods=["POST"]),
             Route("/api/v1/addresses", release_address, methods=["DELETE"]),
             Route("/api/v1/shutdown", shutdown, methods=["POST"]),
+            *identity_routes(cp),
+            *zipkin_routes(cp.spans),
+            *telemetry_routes(cp),
         ]
     )
+    # The console reads the same views the API serves (malla.console.views).
+    mount_console(app, ControlPlaneViews(
+        workloads=lambda: [_workload_json(k, w) for k, w in sorted(cp.discovery.workloads().items())],
+        proxies=cp.proxy_status, configs=lambda: cp.store.list(), problems=lambda: _problems(cp),
+        targets=lambda: scrape_targets(list(cp.discovery.proxies.values())),
+    ))
+    return app
 
 
 def _problems(cp: ControlPlane) -> dict[str, list[dict[str, Any]]]:

@@ -33,6 +33,11 @@ class ControlPlaneState:
     home: str
     config_dirs: tuple[str, ...] = ()
     started_at: float = 0.0
+    dns_address: str = ""  # "127.0.0.1:PORT": mesh DNS (transparent workloads' agents relay to it)
+    ca_address: str = ""  # "127.0.0.1:15012": certificate renewals over mTLS
+    ca_join_address: str = ""  # "127.0.0.1:15013": first certificates, with a join token
+    ca_root_cert: str = ""  # the trust bundle's file (<home>/ca/root-cert.pem)
+    trust_domain: str = "cluster.local"
 
     def write(self, home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,14 @@ from malla.config.source import DirectorySource
 from malla.config.store import ConfigStore
 from malla.controlplane.addresses import AddressPool
 from malla.controlplane.api import build_app
+from malla.controlplane.citadel import Citadel, CitadelError
 from malla.controlplane.home import ControlPlaneState, applied_dir
 from malla.controlplane.monitoring import MonitoringServer
+from malla.controlplane.zipkin import span_store, with_collector
 from malla.discovery.debounce import DebounceSettings
 from malla.discovery.service import DiscoveryService
+from malla.dns.server import MeshDnsServer
+from malla.pilot.generate import Change
 from malla.pilot.snapshot import MeshConfig
 from malla.xds.cache import SnapshotCache
 from malla.xds.runner import XdsServerThread
@@ -51,8 +55,13 @@ class ControlPlaneOptions:
     xds_port: int = 15010
     api_port: int = 20001
     monitoring_port: int = 15014
-    # Until the CA serves certificates (the identity work), sidecars talk plaintext.
-    mesh: MeshConfig = field(default_factory=lambda: MeshConfig(enable_auto_mtls=False, default_mtls_mode="DISABLE"))
+    dns_port: int = 0  # mesh DNS, UDP and TCP (0: a free port; controlplane.json says which)
+    ca_port: int = 15012  # certificate renewals over mTLS
+    ca_join_port: int = 15013  # first certificates, with a join token
+    # Every sidecar gets its certificate from its agent's SDS server ("sds-grpc"): mTLS by default.
+    mesh: MeshConfig = field(
+        default_factory=lambda: MeshConfig(enable_auto_mtls=True, default_mtls_mode="PERMISSIVE", sds_cluster="sds-grpc")
+    )
     debounce: DebounceSettings = field(default_factory=DebounceSettings)
 
 
@@ -84,6 +93,9 @@ class ControlPlane:
         self._monitoring: MonitoringServer | None = None
         self._lock_file: Any = None
         self.state: ControlPlaneState | None = None
+        self.dns = MeshDnsServer(lambda: self.discovery.snapshot, host=options.host, port=options.dns_port)
+        self.citadel: Citadel | None = None
+        self.spans = span_store(options.home)  # the built-in Zipkin collector's traces
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -97,6 +109,9 @@ class ControlPlane:
             if port:
                 _bind(o.host, port, what=what, flag=flag).close()
         api_sock = _bind(o.host, o.api_port, what="the HTTP API", flag="--api-port")
+        # Spans go to the collector on the API port unless --zipkin-address named another one.
+        self.discovery.mesh = with_collector(self.discovery.mesh, host=o.host, port=api_sock.getsockname()[1])
+        self.discovery.request_push(Change(kinds=frozenset({"MeshConfig"})))
         self.source.sync()
         self.discovery.flush()
         try:
@@ -117,6 +132,21 @@ class ControlPlane:
                 f"cannot serve monitoring on {self.options.host}:{self.options.monitoring_port}: {exc.strerror or exc}; "
                 "choose another port with --monitoring-port"
             ) from exc
+        try:
+            self.citadel = Citadel.start(self.home, host=o.host, port=o.ca_port, join_port=o.ca_join_port,
+                                         trust_domain=o.mesh.trust_domain)
+        except CitadelError as exc:
+            self._monitoring.stop()
+            self.xds.stop()
+            api_sock.close()
+            raise StartupError(str(exc)) from exc
+        self.discovery.orphan_listeners.append(self.citadel.board.forget)
+        try:
+            self.dns.start()
+        except OSError as exc:
+            api_sock.close()
+            self.stop()
+            raise StartupError(f"cannot serve mesh DNS on {o.host}:{o.dns_port}: {exc.strerror or exc}; choose another dns_port") from exc
         self._spawn("malla-push", lambda: self.discovery.run(self._stop))
         self._start_api(api_sock)
         host = self.options.host
@@ -128,6 +158,11 @@ class ControlPlane:
             home=str(self.home),
             config_dirs=tuple(str(d) for d in self.options.config_dirs),
             started_at=self.started_at,
+            dns_address=self.dns.address,
+            ca_address=self.citadel.address,
+            ca_join_address=self.citadel.join_address,
+            ca_root_cert=str(self.citadel.root_cert_path),
+            trust_domain=o.mesh.trust_domain,
         )
         self.state.write(self.home)
         return self.state
@@ -189,6 +224,10 @@ class ControlPlane:
         self.xds.stop()
         if self._monitoring is not None:
             self._monitoring.stop()
+        self.dns.stop()
+        if self.citadel is not None:
+            self.citadel.stop()
+        self.spans.close()
         for t in self._threads:
             t.join(5)
         self.addresses.close()
@@ -213,6 +252,9 @@ class ControlPlane:
                 "xds": self.state.xds_address if self.state else None,
                 "api": self.state.api_url if self.state else None,
                 "monitoring": self.state.monitoring_url if self.state else None,
+                "dns": self.state.dns_address if self.state else None,
+                "ca": self.state.ca_address if self.state else None,
+                "caJoin": self.state.ca_join_address if self.state else None,
             },
             "configDirs": [str(d) for d in self.options.config_dirs],
             "resources": len(self.store),

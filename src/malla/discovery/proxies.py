@@ -35,6 +35,8 @@ def node_metadata(proxy: Proxy, *, workload_name: str) -> dict[str, Any]:
         "MALLA_OUTBOUND_PORT": proxy.outbound_port,
         "MALLA_CAPTURE": proxy.capture.value,
         "MALLA_XDS_MODE": proxy.xds_mode.value,
+        "MALLA_ACCESS_LOG_SERVICE": proxy.access_log_service,
+        "MALLA_METRICS_ADDRESS": proxy.metrics_address,
     }
 
 
@@ -69,6 +71,9 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any], *, locality: str 
             locality=locality,
             xds_mode=XdsMode(str(metadata.get("MALLA_XDS_MODE") or XdsMode.SOTW.value)),
             capture=CaptureMode(str(metadata.get("MALLA_CAPTURE") or CaptureMode.EXPLICIT.value)),
+            workload_name=str(metadata.get("NAME") or ""),
+            access_log_service=str(metadata.get("MALLA_ACCESS_LOG_SERVICE") or ""),
+            metrics_address=str(metadata.get("MALLA_METRICS_ADDRESS") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise NodeMetadataError(f"node {node_id}: invalid malla metadata: {exc}") from exc

@@ -47,6 +47,7 @@ from malla.pilot.traffic_policy import (
     translate_outlier_detection,
     translate_tcp_keepalive,
 )
+from malla.telemetry.proxy_config import build_telemetry_clusters
 
 Cluster = cluster_pb2.Cluster
 DNS_CACHE_NAME = "dynamic_forward_proxy_cache_config"
@@ -61,6 +62,7 @@ def build_clusters(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope 
     if not proxy.is_router:
         out += build_inbound_clusters(proxy, snapshot)
     out += build_special_clusters(proxy, snapshot.mesh)
+    out += build_telemetry_clusters(proxy, snapshot.mesh)
     return sorted(out, key=lambda c: c.name)
 
 

@@ -10,6 +10,7 @@ from malla.pilot.listeners_outbound import build_outbound_listeners
 from malla.pilot.listeners_transparent import build_transparent_listeners
 from malla.pilot.sidecar_scope import SidecarScope, build_scope
 from malla.pilot.snapshot import CaptureMode, MeshSnapshot, Proxy
+from malla.telemetry.proxy_config import add_telemetry
 
 Listener = listener_pb2.Listener
 
@@ -24,4 +25,4 @@ def build_listeners(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope
             out = build_transparent_listeners(proxy, snapshot, scope)
         else:
             out = build_outbound_listeners(proxy, snapshot, scope) + build_inbound_listeners(proxy, snapshot)
-    return sorted(out, key=lambda listener: listener.name)
+    return sorted(add_telemetry(out, proxy=proxy, snapshot=snapshot), key=lambda listener: listener.name)

@@ -6,7 +6,8 @@ destination (``use_original_dst``), or passes it through (ALLOW_ANY, to
 ``PassthroughCluster``) or drops it (REGISTRY_ONLY, ``BlackHoleCluster``).
 Those listeners do not bind: ``0.0.0.0_9080`` for HTTP ports (route
 configuration ``9080``), ``VIP_PORT`` for TCP services with an address,
-``0.0.0.0_PORT`` for TCP services without one (TLS ones by SNI).
+``240.240.x.y_PORT`` for TCP services without one (the VIP mesh DNS answers,
+see ``vips``), ``0.0.0.0_PORT`` for TLS ones (by SNI).
 ``virtualInbound`` on 15006 restores the original destination and picks a
 chain by port as in explicit capture; ports the workload does not declare
 pass through to ``InboundPassthroughCluster``.
@@ -33,6 +34,7 @@ from malla.pilot.services import Service
 from malla.pilot.sidecar_scope import SidecarScope
 from malla.pilot.snapshot import MeshSnapshot, Proxy
 from malla.pilot.virtual_services import Destinations
+from malla.pilot.vips import auto_vips
 
 Listener = listener_pb2.Listener
 WILDCARD = "0.0.0.0"
@@ -75,13 +77,17 @@ def _unbound(name: str, address: str, port: int, chains: list[lc.FilterChain]) -
 
 def _tcp_listeners(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope) -> list[Listener]:
     taken = set(http_ports(scope))
+    vips = auto_vips(snapshot.registry.services)
     groups: dict[tuple[str, int], list[tuple[Service, bool]]] = defaultdict(list)
     for service in scope.services:
         for sp in service.ports:
             protocol = effective_protocol(sp.protocol, sniffing=snapshot.mesh.protocol_sniffing)
             if not protocol.is_tcp:
                 continue
-            for address in service.addresses or (WILDCARD,):
+            # Plain TCP has only the destination address to go by: a service without one is
+            # dialled at the VIP mesh DNS answers for it. TLS is told apart by SNI instead.
+            vip = () if protocol.is_tls or service.key not in vips else (vips[service.key],)
+            for address in service.addresses or vip or (WILDCARD,):
                 if address == WILDCARD and sp.port in taken:
                     continue  # an HTTP listener already owns 0.0.0.0 on this port
                 groups[(address, sp.port)].append((service, protocol.is_tls))

@@ -67,6 +67,10 @@ class MeshConfig:
     sds_cluster: str | None = None  # None: secrets over ADS; else the agent's SDS cluster (Istio's "sds-grpc")
     system_ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"  # SIMPLE TLS with no caCertificates
     access_log_path: str | None = None  # Envoy file access log on every HTTP connection manager
+    # Tracing (malla.telemetry.proxy_config): Envoy's Zipkin tracer on every HTTP connection manager
+    # when an address is set, sending to the Zipkin v2 API at host:port; percent of requests sampled.
+    zipkin_address: str | None = None
+    trace_sampling: float = 1.0  # Istio's defaultConfig.tracing.sampling
     debounce_after: Duration = field(default_factory=lambda: Duration(_SECOND // 10))
     debounce_max: Duration = field(default_factory=lambda: Duration(10 * _SECOND))
 
@@ -122,6 +126,9 @@ class Proxy:
     network: str = ""
     xds_mode: XdsMode = XdsMode.SOTW
     capture: CaptureMode = CaptureMode.EXPLICIT
+    workload_name: str = ""  # what metrics call it (source_workload); "": no peer metadata headers
+    access_log_service: str = ""  # the agent's access-log socket (Istio metrics); "": none
+    metrics_address: str = ""  # host:port of its merged /stats/prometheus (a scrape target, not translated)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_map(self.labels))

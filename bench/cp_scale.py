@@ -1,0 +1,74 @@
+"""Benchmark 3, control-plane scale: 1,000 services x 4 endpoints, N simulated Envoys, SotW and Delta.
+
+For each mode and N (quick: 100, 500; full: 100, 500, 1000, 2000) a fresh
+``malla up`` pinned to core 0 meets a storm of N clients from core 1 (see
+``bench.xds_load``): time until all ACKed their full config, control-plane
+CPU per proxy, RSS per connected proxy, ``GET /api/v1/status`` latency
+during the storm, streams dropped, then one endpoint change and the time
+until it reached every client. Every step has a deadline; once an N misses
+it, larger N of that mode are skipped (they cannot do better on one core).
+
+"One core holds N" here means: all N synced within the deadline, no stream
+dropped, and the endpoint change reached all N within 10 s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.common import Result
+from bench.xds_load import LoadRun, load_run
+
+HOLD_PUSH_S = 10.0
+
+
+def holds(r: LoadRun) -> bool:
+    return r.sync_s is not None and r.dropped == 0 and r.push_s is not None and r.push_s <= HOLD_PUSH_S
+
+
+def run(*, quick: bool, workdir: Path) -> Result:
+    result = Result("cp_scale", "Control-plane scale: 1,000 services x 4 endpoints, N simulated Envoys", quick)
+    sizes = (100, 500) if quick else (100, 500, 1000, 2000)
+    sync_deadline, push_deadline = (60.0, 30.0) if quick else (300.0, 120.0)
+    rows, largest = [], {}
+    for mode in ("sotw", "delta"):
+        largest[mode] = 0
+        for n in sizes:
+            if rows and rows[-1][0] == mode and rows[-1][-1] == "no":
+                rows.append([mode, n, "skipped: a smaller N already missed the deadline"] + [None] * 10 + ["no"])
+                continue
+            r = load_run(workdir, mode=mode, n=n, sync_deadline=sync_deadline, push_deadline=push_deadline)
+            ok = holds(r)
+            if ok:
+                largest[mode] = n
+            rows.append([mode, n, f"{r.synced}/{n}", r.sync_s, r.sync_cpu_ms_per_proxy, r.rss_per_proxy_kib,
+                         r.api_p50_ms, r.api_max_ms, r.dropped, f"{r.push_reached}/{r.synced}", r.push_s,
+                         None if not r.push_reached else (r.push_cpu_ms or 0) / max(1, r.push_reached),
+                         r.push_bytes_per_proxy, "yes" if ok else "no"])
+            _figures(result, r)
+    result.table(
+        "Per mode and N (deadlines: sync %.0f s, push %.0f s)" % (sync_deadline, push_deadline),
+        ["mode", "N", "synced", "sync s", "CPU ms/proxy (sync)", "RSS KiB/proxy", "API p50 ms", "API max ms",
+         "dropped", "push reached", "push s", "CPU ms/proxy (push)", "push bytes/proxy", "holds"], rows)
+    for mode, n in largest.items():
+        result.figure(f"largest N one core holds ({mode})", n or f"< {sizes[0]}")
+    first = {(row[0]): row for row in rows if row[1] == sizes[0] and isinstance(row[3], float)}
+    if "sotw" in first and "delta" in first:
+        result.ratio(f"sync time Delta / SotW at N={sizes[0]}", first["delta"][3] / first["sotw"][3], baseline="SotW, same run")
+    result.notes += [
+        "Control plane: malla up --config DIR (one ServiceEntry file per service), pinned with sched_setaffinity to core 0; "
+        "clients: bench.xds_clients (grpc.aio, one TCP connection each) pinned to core 1.",
+        "One core 'holds' N when all N synced within the deadline, none dropped, and one endpoint change reached all within 10 s.",
+        "Push: one endpoint of one service moved by rewriting its file; timed from the rename to the last client's EDS response.",
+    ]
+    return result
+
+
+def _figures(result: Result, r: LoadRun) -> None:
+    tag = f"{r.mode} N={r.n}"
+    result.figure(f"{tag}: time until all ACKed full config", r.sync_s if r.sync_s is not None else f"not all: {r.synced}/{r.n}", "s")
+    result.figure(f"{tag}: one endpoint change reached all", r.push_s if r.push_s is not None else f"{r.push_reached} reached", "s")
+    result.figure(f"{tag}: control-plane CPU per proxy (sync)", r.sync_cpu_ms_per_proxy, "ms")
+    result.figure(f"{tag}: RSS per connected proxy", r.rss_per_proxy_kib, "KiB")
+    result.figure(f"{tag}: GET /api/v1/status during the storm, max", r.api_max_ms, "ms")
+    result.figure(f"{tag}: streams dropped", r.dropped)

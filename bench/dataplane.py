@@ -1,0 +1,196 @@
+"""Benchmark 1, data-plane overhead: client -> sidecar -> (m)TLS -> sidecar -> echo, against direct and the limit.
+
+Three setups share one echo server program (1 KB answers) and one load
+generator (h2load, open loop, 4 connections): direct (no proxy), the limit
+(``bench.static_pair``: two static Envoys, mTLS and plaintext) and malla
+(``malla up`` + ``malla run`` for the echo server and for an idle client
+whose sidecar h2load dials, as an app would through ``HTTP_PROXY``). Every
+Envoy runs ``--concurrency 1``. Setups are interleaved within each rate so
+that drift in the machine's load hits them alike. Proxy CPU is the two
+Envoys' user+system time from /proc over the measured window.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench import static_pair
+from bench.common import BENCH_DIR, Result, cpu_seconds, children_named, free_port, safe_div, wait_until
+from bench.loadgen import LoadResult, run_load
+from bench.processes import ControlPlaneProcess, admin_json, start_workload, stop_process
+from malla.envoy.process import EnvoyProcess
+
+ECHO = [sys.executable, str(BENCH_DIR / "echo_server.py")]
+IDLE = [sys.executable, str(BENCH_DIR / "idle_app.py")]
+
+
+@dataclass
+class Setup:
+    name: str
+    url: str
+    authority: str | None = None
+    proxy_pids: list[int] = field(default_factory=list)
+    tls: bool = False
+
+
+def _probe(setup: Setup) -> bool:
+    headers = {"host": setup.authority} if setup.authority else {}
+    try:
+        r = httpx.get(setup.url, headers=headers, timeout=5, trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and len(r.content) == 1024
+
+
+class Stack:
+    """Every process of every setup, started once and stopped together."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.envoys: list[EnvoyProcess] = []
+        self.cp: ControlPlaneProcess | None = None
+        self.mesh_tls = False
+
+    def direct(self) -> tuple[Setup, int]:
+        port = free_port()
+        self.procs.append(subprocess.Popen([*ECHO, "--port", str(port)], stdin=subprocess.DEVNULL))
+        setup = Setup("direct", f"http://127.0.0.1:{port}/")
+        wait_until(lambda: _probe(setup), timeout=30, what="the echo server")
+        return setup, port
+
+    def static_pair(self, app_port: int, *, tls: bool) -> Setup:
+        certs = static_pair.make_certificates() if tls else None
+        server_port, client_port = free_port(), free_port()
+        pair = [
+            EnvoyProcess(static_pair.server_bootstrap(listen_port=server_port, app_port=app_port, certs=certs),
+                         workdir=self.workdir / f"limit-{tls}-server", die_with_parent=True),
+            EnvoyProcess(static_pair.client_bootstrap(listen_port=client_port, server_port=server_port, certs=certs),
+                         workdir=self.workdir / f"limit-{tls}-client", die_with_parent=True),
+        ]
+        for envoy in pair:
+            self.envoys.append(envoy.start())
+            envoy.wait_ready(timeout=60)
+        setup = Setup("limit (static pair, mTLS)" if tls else "limit (static pair, plaintext)",
+                      f"http://127.0.0.1:{client_port}/", proxy_pids=[e.pid for e in pair if e.pid], tls=tls)
+        wait_until(lambda: _probe(setup), timeout=30, what=f"the static Envoy pair (tls={tls})")
+        return setup
+
+    def malla(self) -> Setup:
+        home = self.workdir / "malla-home"
+        self.cp = ControlPlaneProcess(home)
+        self.cp.start()
+        echo = start_workload(home, name="echo", command=ECHO, ports=["9080/http"], log=self.workdir / "echo.log")
+        client = start_workload(home, name="loadgen", command=IDLE, log=self.workdir / "loadgen.log")
+        self.procs += [echo, client]
+        cp = self.cp
+
+        def client_node() -> str | None:
+            for p in cp.api("GET", "/api/v1/proxies").json()["items"]:
+                if ".default" in p["node"] and p["node"].split("~")[2].startswith("loadgen-"):
+                    return str(p["node"])
+            return None
+
+        node = wait_until(client_node, timeout=120, what="the loadgen sidecar to connect", interval=0.2)
+        address = node.split("~")[1]
+        setup = Setup("malla (malla up + 2 x malla run)", f"http://{address}:15001/", authority="echo:9080")
+        wait_until(lambda: _probe(setup), timeout=120, what="traffic through the malla sidecars", interval=0.2)
+        setup.proxy_pids = children_named(echo.pid, "envoy") + children_named(client.pid, "envoy")
+        admin = (home / "workloads" / node.split("~")[2] / "admin-address").read_text().strip()
+        self.mesh_tls = setup.tls = _uses_tls(admin)
+        return setup
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop_process(proc, timeout=20)
+        for envoy in self.envoys:
+            envoy.stop()
+        if self.cp is not None:
+            self.cp.stop()
+
+
+def _uses_tls(admin: str) -> bool:
+    """Whether the client sidecar's cluster for the echo service has a TLS transport socket."""
+    dump = admin_json(admin, "/config_dump?resource=dynamic_active_clusters")
+    for entry in dump.get("configs", []):
+        cluster = entry.get("cluster", {})
+        if "echo" in cluster.get("name", "") and "envoy.transport_sockets.tls" in json.dumps(cluster):
+            return True
+    return False
+
+
+def _measure(setup: Setup, *, rate: int, seconds: float) -> tuple[LoadResult, float | None]:
+    run_load(setup.url, rate=rate, seconds=1, authority=setup.authority)  # warm connections and pools
+    before = [cpu_seconds(p) for p in setup.proxy_pids]
+    load = run_load(setup.url, rate=rate, seconds=seconds, authority=setup.authority)
+    after = [cpu_seconds(p) for p in setup.proxy_pids]
+    cpu_ms = (sum(after) - sum(before)) * 1e3
+    per_1000 = safe_div(cpu_ms * 1000, load.requests) if setup.proxy_pids else None
+    return load, per_1000
+
+
+def run(*, quick: bool, workdir: Path) -> Result:
+    result = Result("dataplane", "Data-plane overhead: sidecar -> (m)TLS -> sidecar", quick)
+    seconds, rounds = (8.0, 1) if quick else (30.0, 3)
+    stack = Stack(workdir)
+    try:
+        direct, app_port = stack.direct()
+        setups = [direct, stack.static_pair(app_port, tls=True), stack.static_pair(app_port, tls=False), stack.malla()]
+        rows, by = [], {}
+        for rate in (500, 2000):
+            for name, load, cpu in _rounds(setups, rate=rate, seconds=seconds, rounds=rounds):
+                by[(name, rate)] = (load, cpu)
+                rows.append([name, rate, round(load.achieved_rps), load.p50_ms, load.p90_ms, load.p99_ms,
+                             load.failed, cpu])
+        result.table("Latency (ms) and proxy CPU (ms per 1,000 requests; both Envoys)",
+                     ["setup", "rate", "achieved rps", "p50", "p90", "p99", "failed", "proxy CPU"], rows)
+        _ratios(result, setups, by)
+    finally:
+        stack.stop()
+    result.notes += [
+        f"{seconds:g} s per measurement after a 1 s warm-up, {rounds} round(s) per rate (median of rounds), setups interleaved.",
+        "h2load --h1 -c 4 --rps (open loop, per-request latency from --log-file; timed from the send).",
+        "malla mesh transport between the sidecars: " + ("mTLS" if stack.mesh_tls else
+            "PLAINTEXT (mTLS not enabled in the control plane yet); the ratio is taken against the plaintext limit"),
+    ]
+    return result
+
+
+def _rounds(setups: list[Setup], *, rate: int, seconds: float, rounds: int) -> list[tuple[str, LoadResult, float | None]]:
+    samples: dict[str, list[tuple[LoadResult, float | None]]] = {s.name: [] for s in setups}
+    for _ in range(rounds):
+        for setup in setups:
+            samples[setup.name].append(_measure(setup, rate=rate, seconds=seconds))
+    out = []
+    for name, runs in samples.items():
+        # The round with the median p90 stands for the rate.
+        runs.sort(key=lambda r: r[0].p90_ms if r[0].p90_ms is not None else float("inf"))
+        load, cpu = runs[len(runs) // 2]
+        out.append((name, load, cpu))
+    return out
+
+
+def _ratios(result: Result, setups: list[Setup], by: dict[tuple[str, int], tuple[LoadResult, float | None]]) -> None:
+    direct, limit_tls, limit_plain, mesh = setups
+    limit = limit_tls if mesh.tls else limit_plain
+    for rate in (500, 2000):
+        m_load, m_cpu = by[(mesh.name, rate)]
+        l_load, l_cpu = by[(limit.name, rate)]
+        d_load, _ = by[(direct.name, rate)]
+        result.figure(f"malla p90 at {rate} req/s", m_load.p90_ms, "ms")
+        result.figure(f"malla proxy CPU at {rate} req/s", m_cpu, "ms / 1,000 req")
+        result.ratio(f"p90 malla / limit at {rate} req/s", safe_div(m_load.p90_ms, l_load.p90_ms),
+                     baseline=limit.name, goal=1.10)
+        result.ratio(f"proxy CPU malla / limit at {rate} req/s", safe_div(m_cpu, l_cpu), baseline=limit.name, goal=1.10)
+        result.ratio(f"p90 malla / direct at {rate} req/s", safe_div(m_load.p90_ms, d_load.p90_ms), baseline=direct.name)
+        lt_load, lt_cpu = by[(limit_tls.name, rate)]
+        lp_load, lp_cpu = by[(limit_plain.name, rate)]
+        result.ratio(f"p90 limit mTLS / limit plaintext at {rate} req/s", safe_div(lt_load.p90_ms, lp_load.p90_ms),
+                     baseline=limit_plain.name, note="what mTLS itself costs")
+        result.ratio(f"proxy CPU limit mTLS / plaintext at {rate} req/s", safe_div(lt_cpu, lp_cpu), baseline=limit_plain.name)
