@@ -99,12 +99,12 @@ def serve(directory: Path) -> None:
     server.stop()
 
 
-def run(*, quick: bool, workdir: Path) -> Result:
+def run(*, quick: bool, workdir: Path, seconds: float | None = None) -> Result:
     from malla.ca.authority import CertificateAuthority
     from malla.ca.tokens import JoinTokens, load_or_create_secret
 
     result = Result("ca_signing", "Certificate signing: CSRs per second", quick)
-    seconds = 3.0 if quick else 10.0
+    seconds = seconds or (3.0 if quick else 10.0)
     directory = workdir / "ca"
     bundle = CertificateAuthority.open(directory).trust_bundle_pem()
     token = JoinTokens(load_or_create_secret(directory)).create_token("default", "bench", ttl=3600)

@@ -137,7 +137,7 @@ def _measure(setup: Setup, *, rate: int, seconds: float) -> tuple[LoadResult, fl
 
 def run(*, quick: bool, workdir: Path) -> Result:
     result = Result("dataplane", "Data-plane overhead: sidecar -> (m)TLS -> sidecar", quick)
-    seconds, rounds = (8.0, 1) if quick else (30.0, 3)
+    seconds, rounds = (5.0, 1) if quick else (30.0, 3)
     stack = Stack(workdir)
     try:
         direct, app_port = stack.direct()

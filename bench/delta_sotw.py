@@ -14,14 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.common import Result, safe_div
-from bench.xds_load import load_run
+from bench.xds_load import ScaleControlPlane
 
 CLIENTS = 10
 
 
 def run(*, quick: bool, workdir: Path) -> Result:
     result = Result("delta_sotw", "Delta vs SotW: one endpoint change at 1,000 clusters", quick)
-    runs = {mode: load_run(workdir, mode=mode, n=CLIENTS, sync_deadline=120, push_deadline=60) for mode in ("sotw", "delta")}
+    with ScaleControlPlane(workdir) as cp:
+        runs = {mode: cp.load_run(mode=mode, n=CLIENTS, sync_deadline=120, push_deadline=60) for mode in ("sotw", "delta")}
     rows = []
     for mode, r in runs.items():
         cpu = safe_div(r.push_cpu_ms, r.push_reached)

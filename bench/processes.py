@@ -9,7 +9,6 @@ by its own pid.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -52,7 +51,7 @@ class ControlPlaneProcess:
     def start(self, *, timeout: float = 120.0) -> ControlPlaneState:
         self.home.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "malla", "up", "--home", str(self.home),
-                "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0"]
+                "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0", *_ca_ports()]
         for d in self.config_dirs:
             args += ["--config", str(d)]
         if self.debounce_ms is not None:
@@ -104,6 +103,14 @@ class ControlPlaneProcess:
         self.proc = None
 
 
+def _ca_ports() -> list[str]:
+    """Free ports for the CA too, when this version of ``malla up`` serves one."""
+    from malla.cli import controlplane_cmds
+
+    params = controlplane_cmds.up.__code__.co_varnames
+    return ["--ca-port", "0", "--ca-join-port", "0"] if "ca_port" in params else []
+
+
 def stop_process(proc: subprocess.Popen[Any] | None, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -149,9 +156,27 @@ def admin_json(admin: str, path: str, *, timeout: float = 10.0) -> Any:
     return httpx.get(f"http://{admin}{path}", timeout=timeout, trust_env=False).json()
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data))
+def wait_configured(cp: ControlPlaneProcess, envoys: Sequence[EnvoyProcess], *, timeout: float) -> None:
+    """Until every Envoy is LIVE (configured); fails at once when the control plane reports it cannot configure one."""
+    deadline = time.monotonic() + timeout
+    pending = list(envoys)
+    while pending:
+        pending = [e for e in pending if not _live(e)]
+        if not pending:
+            return
+        problems = [p["problem"] for p in cp.api("GET", "/api/v1/proxies").json()["items"] if p.get("problem")]
+        if problems:
+            raise RuntimeError(f"the control plane could not configure {len(problems)} proxy(ies): {problems[0]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} of {len(envoys)} Envoys not configured after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
-def monotonic_ms() -> float:
-    return time.monotonic() * 1e3
+def _live(envoy: EnvoyProcess) -> bool:
+    if not envoy.running():
+        raise RuntimeError(f"an Envoy exited: {envoy.log_tail()}")
+    try:
+        status, text = envoy.admin_get("/ready", timeout=5)
+    except (OSError, RuntimeError):
+        return False
+    return status == 200 and text.strip() == "LIVE"

@@ -119,37 +119,62 @@ class ApiProbe:
         return self.latencies
 
 
-def prepare_services(workdir: Path) -> Path:
-    config_dir = workdir / "services-1000"
+def prepare_services(workdir: Path, services: int) -> Path:
+    config_dir = workdir / f"services-{services}"
     if not config_dir.exists():
-        meshgen.write_services(config_dir, SERVICES)
+        meshgen.write_services(config_dir, services)
     return config_dir
 
 
-def load_run(workdir: Path, *, mode: str, n: int, sync_deadline: float, push_deadline: float) -> LoadRun:
-    """Start a control plane on core 0, connect N clients from core 1, sync, then change one endpoint."""
-    config_dir = prepare_services(workdir)
-    meshgen.change_endpoint(config_dir, index=0, epoch=0)
-    cp = ControlPlaneProcess(workdir / f"home-{mode}-{n}", config_dirs=[config_dir], cpu=0)
-    out = LoadRun(mode=mode, n=n)
-    clients: ClientsProcess | None = None
-    try:
-        cp.start(timeout=300)
-        time.sleep(1.0)  # let start-up garbage settle before the idle reading
+class ScaleControlPlane:
+    """One ``malla up`` on core 0 over S services, reused by successive load runs.
+
+    Starting it is the slow part (1,000 ServiceEntry files take tens of
+    seconds to parse), so each run's figures are deltas against readings
+    taken just before its clients connect.
+    """
+
+    def __init__(self, workdir: Path, *, services: int = SERVICES) -> None:
+        self.workdir = workdir
+        self.config_dir = prepare_services(workdir, services)
+        self.cp = ControlPlaneProcess(workdir / "home", config_dirs=[self.config_dir], cpu=0)
+        self.epoch = 0
+        self.startup_s: float | None = None
+
+    def __enter__(self) -> ScaleControlPlane:
+        started = time.monotonic()
+        self.cp.start(timeout=600)
+        self.startup_s = time.monotonic() - started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cp.stop()
+
+    def _wait_no_proxies(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.cp.api("GET", "/api/v1/proxies", timeout=60).json()["items"]:
+            time.sleep(0.5)
+        time.sleep(1.0)  # let the last disconnect's garbage settle before the idle reading
+
+    def load_run(self, *, mode: str, n: int, sync_deadline: float, push_deadline: float) -> LoadRun:
+        """Connect N clients from core 1, sync, then change one endpoint."""
+        self._wait_no_proxies()
+        cp, out = self.cp, LoadRun(mode=mode, n=n)
         rss0, cpu0 = rss_bytes(cp.pid), cpu_seconds(cp.pid)
         out.rss_idle_mib = rss0 / 2**20
         probe = ApiProbe(cp.state.api_url)  # type: ignore[union-attr]
         clients = ClientsProcess(cp.state.xds_address, n=n, mode=mode, deadline=sync_deadline, cpu=1)  # type: ignore[union-attr]
-        synced = clients.expect("synced", timeout=sync_deadline + 120)
-        api = probe.stop()
-        _read_sync(out, synced, api, cpu_ms=(cpu_seconds(cp.pid) - cpu0) * 1e3, rss=(rss0, rss_bytes(cp.pid)))
-        if out.synced:
-            _push(out, cp, clients, config_dir, deadline=push_deadline)
-    finally:
-        if clients is not None:
+        try:
+            synced = clients.expect("synced", timeout=sync_deadline + 120)
+            api = probe.stop()
+            _read_sync(out, synced, api, cpu_ms=(cpu_seconds(cp.pid) - cpu0) * 1e3, rss=(rss0, rss_bytes(cp.pid)))
+            if out.synced:
+                self.epoch += 1
+                _push(out, cp, clients, self.config_dir, deadline=push_deadline, epoch=self.epoch)
+        finally:
+            probe.stop()
             clients.close()
-        cp.stop()
-    return out
+        return out
 
 
 def _read_sync(out: LoadRun, synced: dict[str, Any], api: list[float], *, cpu_ms: float, rss: tuple[int, int]) -> None:
@@ -168,13 +193,14 @@ def _read_sync(out: LoadRun, synced: dict[str, Any], api: list[float], *, cpu_ms
     out.api_p50_ms, out.api_max_ms = percentile(api, 50), max(api) if api else None
 
 
-def _push(out: LoadRun, cp: ControlPlaneProcess, clients: ClientsProcess, config_dir: Path, *, deadline: float) -> None:
+def _push(out: LoadRun, cp: ControlPlaneProcess, clients: ClientsProcess, config_dir: Path, *, deadline: float,
+          epoch: int) -> None:
     time.sleep(1.0)  # quiet, so that nothing else is in flight
     clients.send(f"mark {deadline}")
     clients.expect("marked", timeout=30)
     cpu0 = cpu_seconds(cp.pid)
     started = time.time()
-    meshgen.change_endpoint(config_dir, index=0, epoch=1)
+    meshgen.change_endpoint(config_dir, index=0, epoch=epoch)
     reached = clients.expect("reached", timeout=deadline + 60)
     out.push_cpu_ms = (cpu_seconds(cp.pid) - cpu0) * 1e3
     out.push_reached = int(reached["reached"])

@@ -31,7 +31,10 @@ class ConsoleMesh:
     agents: list[FakeAgent]
 
     def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(self.api + path, params=params, timeout=30, trust_env=False)
+        return httpx.get(self.api + path, params=params, timeout=30, trust_env=False, follow_redirects=True)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.api + path, timeout=30, trust_env=False, **kwargs)
 
     def json(self, path: str, **params: Any) -> Any:
         response = self.get(path, **params)
@@ -40,24 +43,24 @@ class ConsoleMesh:
 
 
 def bookinfo_agents() -> list[FakeAgent]:
-    """productpage calls reviews (v1 fine, v2 with 5 % 500s, plus 503s that never reach a sidecar) and details
-    (30 % 404, plaintext); reviews-v2 calls ratings."""
+    """Workloads as ``malla run --name NAME --version V`` makes them. productpage calls reviews (v1 fine, v2 with
+    5 % 500s, plus 503s that never reach a sidecar) and details (30 % 404, plaintext); reviews v2 calls ratings."""
     return [
-        FakeAgent("productpage-v1", [
-            Flow("productpage-v1", "reviews", "reviews-v1", reporter="source", rps=2),
-            Flow("productpage-v1", "reviews", "reviews-v2", reporter="source", rps=2),
-            Flow("productpage-v1", "reviews", "unknown", reporter="source", rps=0.5, codes={"503": 1.0}),
-            Flow("productpage-v1", "details", "details-v1", reporter="source", rps=4),
-        ], app="productpage"),
-        FakeAgent("reviews-v1", [Flow("productpage-v1", "reviews", "reviews-v1", rps=2, latency_bucket=25)], app="reviews"),
-        FakeAgent("reviews-v2", [
-            Flow("productpage-v1", "reviews", "reviews-v2", rps=2, codes={"200": 0.95, "500": 0.05}),
-            Flow("reviews-v2", "ratings", "ratings-v1", reporter="source", rps=2),
-        ], app="reviews", version="v2"),
-        FakeAgent("ratings-v1", [Flow("reviews-v2", "ratings", "ratings-v1", rps=2, latency_bucket=5)], app="ratings"),
-        FakeAgent("details-v1", [
-            Flow("productpage-v1", "details", "details-v1", rps=4, latency_bucket=10, mtls=False, codes={"200": 0.7, "404": 0.3}),
-        ], app="details"),
+        FakeAgent("productpage", [
+            Flow("productpage", "reviews", "reviews", reporter="source", rps=2),
+            Flow("productpage", "reviews", "reviews", reporter="source", rps=2, destination_version="v2"),
+            Flow("productpage", "reviews", "unknown", reporter="source", rps=0.5, codes={"503": 1.0}),
+            Flow("productpage", "details", "details", reporter="source", rps=4),
+        ]),
+        FakeAgent("reviews", [Flow("productpage", "reviews", "reviews", rps=2, latency_bucket=25)]),
+        FakeAgent("reviews", [
+            Flow("productpage", "reviews", "reviews", rps=2, codes={"200": 0.95, "500": 0.05}, destination_version="v2"),
+            Flow("reviews", "ratings", "ratings", reporter="source", rps=2, source_version="v2"),
+        ], version="v2"),
+        FakeAgent("ratings", [Flow("reviews", "ratings", "ratings", rps=2, latency_bucket=5, source_version="v2")]),
+        FakeAgent("details", [
+            Flow("productpage", "details", "details", rps=4, latency_bucket=10, mtls=False, codes={"200": 0.7, "404": 0.3}),
+        ]),
     ]
 
 
@@ -75,8 +78,7 @@ def console_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleMe
     mesh = ConsoleMesh(cp, state.api_url, home, agents)
     try:
         for agent in agents:
-            registered = httpx.post(state.api_url + "/api/v1/workloads", json=agent.registration(), timeout=30,
-                                    trust_env=False)
+            registered = mesh.post("/api/v1/workloads", json=agent.registration())
             assert registered.status_code == 200, registered.text
         wait_for_rates(mesh)
         yield mesh

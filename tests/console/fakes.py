@@ -32,14 +32,17 @@ class Flow:
     latency_bucket: float = 50  # every request lands in the bucket ending here (the one before it is empty)
     mtls: bool = True
     protocol: str = "http"
+    source_version: str = "v1"
+    destination_version: str = "v1"
 
     def labels(self, code: str) -> dict[str, str]:
         return {
             "reporter": self.reporter, "source_workload": self.source, "source_workload_namespace": self.namespace,
-            "source_canonical_service": self.source, "destination_service": f"{self.service}.{self.namespace}.svc.cluster.local",
+            "source_version": self.source_version, "source_canonical_service": self.source, "destination_service": f"{self.service}.{self.namespace}.svc.cluster.local",
             "destination_service_name": self.service, "destination_service_namespace": self.namespace,
             "destination_workload": self.destination,
             "destination_workload_namespace": self.namespace if self.destination != "unknown" else "unknown",
+            "destination_version": self.destination_version if self.destination != "unknown" else "unknown",
             "request_protocol": self.protocol, "response_code": code, "response_flags": "-",
             "connection_security_policy": ("mutual_tls" if self.mtls else "none") if self.reporter == "destination" else "unknown",
         }

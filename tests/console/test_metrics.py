@@ -13,17 +13,25 @@ from malla.console.traffic import effective, histogram_quantile, summarize
 from tests.console.fakes import Flow, istio_text
 
 
-def key(reporter: str = "destination", destination: str = "reviews-v1", security: str = "mutual_tls") -> SeriesKey:
-    return SeriesKey(reporter, "productpage-v1", "default", "reviews.default.svc.cluster.local", "reviews", "default",
-                     destination, "default" if destination != "unknown" else "unknown", "http", security)
+def key(reporter: str = "destination", destination: str = "reviews", security: str = "mutual_tls",
+        version: str = "v1") -> SeriesKey:
+    known = destination != "unknown"
+    return SeriesKey(
+        reporter=reporter, source_workload="productpage", source_namespace="default", source_version="v1",
+        destination_service="reviews.default.svc.cluster.local", destination_service_name="reviews",
+        destination_service_namespace="default", destination_workload=destination,
+        destination_namespace="default" if known else "unknown", destination_version=version if known else "",
+        protocol="http", security=security,
+    )
 
 
 def test_parse_keeps_istio_families_and_sums_labels_the_console_does_not_group_by() -> None:
-    text = istio_text([Flow("productpage-v1", "reviews", "reviews-v1", rps=1, codes={"200": 0.75, "503": 0.25})], elapsed=8)
-    text += 'istio_requests_total{reporter="destination",source_workload="productpage-v1",source_workload_namespace="default",' \
-            'destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",' \
-            'destination_service_namespace="default",destination_workload="reviews-v1",destination_workload_namespace="default",' \
-            'request_protocol="http",response_code="503",response_flags="UF",connection_security_policy="mutual_tls"} 3\n'
+    text = istio_text([Flow("productpage", "reviews", "reviews", rps=1, codes={"200": 0.75, "503": 0.25})], elapsed=8)
+    text += ('istio_requests_total{reporter="destination",source_workload="productpage",source_workload_namespace="default",'
+             'source_version="v1",destination_service="reviews.default.svc.cluster.local",destination_service_name="reviews",'
+             'destination_service_namespace="default",destination_workload="reviews",destination_workload_namespace="default",'
+             'destination_version="v1",request_protocol="http",response_code="503",response_flags="UF",'
+             'source_principal="spiffe://cluster.local/ns/default/sa/productpage",connection_security_policy="mutual_tls"} 3\n')
     parsed = parse_istio_metrics(text)
     assert list(parsed) == [key()]
     counters = parsed[key()]
@@ -61,7 +69,7 @@ def test_rates_come_from_increases_between_scrapes() -> None:
 
 def test_a_restarted_proxy_and_a_new_flow_count_from_zero() -> None:
     store = MetricsStore()
-    other = key(destination="reviews-v2")
+    other = key(version="v2")
     store.record("t", {key(): {"req:200": 500}}, now=0)
     store.record("t", {key(): {"req:200": 30}, other: {"req:200": 20}}, now=10)  # reset to 0 then 30; other is new
     rates = store.rates(now=10, window=60)

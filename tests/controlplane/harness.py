@@ -135,7 +135,8 @@ class Mesh:
     # -- the control plane --------------------------------------------------------
 
     def up(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = self.cli("up", "-d", "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0", *args)
+        done = self.cli("up", "-d", "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0",
+                        "--ca-port", "0", "--ca-join-port", "0", *args)
         state = self.state()
         if state is not None:
             self._pids.add(int(state["pid"]))

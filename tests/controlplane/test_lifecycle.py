@@ -74,7 +74,8 @@ def test_a_second_up_on_the_same_home_is_refused(running: Mesh) -> None:
 
 
 def test_two_ups_racing_on_one_home_start_one_control_plane(mesh: Mesh) -> None:
-    command = [PYTHON, "-m", "malla", "up", "-d", "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0"]
+    command = [PYTHON, "-m", "malla", "up", "-d", "--xds-port", "0", "--api-port", "0", "--monitoring-port", "0",
+               "--ca-port", "0", "--ca-join-port", "0"]
     racers = [subprocess.Popen(command, cwd=mesh.workdir, env=mesh.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True) for _ in range(2)]
     results = [(r.wait(60), r.stderr.read() if r.stderr else "") for r in racers]
@@ -104,13 +105,14 @@ def test_down_stops_it_and_leaves_no_process(running: Mesh) -> None:
     assert running.up().returncode == 0
 
 
-@pytest.mark.parametrize("flag", ["--xds-port", "--api-port", "--monitoring-port"])
+@pytest.mark.parametrize("flag", ["--xds-port", "--api-port", "--monitoring-port", "--ca-port", "--ca-join-port"])
 def test_a_port_in_use_names_the_port_and_the_flag(mesh: Mesh, flag: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ports = {"--xds-port": "0", "--api-port": "0", "--monitoring-port": "0", flag: str(port)}
+        ports = {"--xds-port": "0", "--api-port": "0", "--monitoring-port": "0", "--ca-port": "0", "--ca-join-port": "0",
+                 flag: str(port)}
         done = mesh.cli("up", "-d", *(x for kv in ports.items() for x in kv))
     assert done.returncode != 0
     assert f"127.0.0.1:{port}" in done.stderr

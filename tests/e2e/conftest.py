@@ -22,7 +22,8 @@ from tests.e2e.mesh import Mesh, namespace_for
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     home = tmp_path_factory.mktemp("malla-home")
-    cp = ControlPlane(ControlPlaneOptions(home=home, xds_port=0, api_port=0, monitoring_port=0))
+    cp = ControlPlane(ControlPlaneOptions(home=home, xds_port=0, api_port=0, monitoring_port=0,
+                                          ca_port=0, ca_join_port=0))
     cp.start()
     yield cp
     cp.stop()

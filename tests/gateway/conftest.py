@@ -91,7 +91,8 @@ class Mesh:
     def __init__(self, home: Path) -> None:
         self.home = home
         prefix = f"127.{random.randrange(100, 250)}.{random.randrange(0, 256)}"
-        self.cp = ControlPlane(ControlPlaneOptions(home=home, xds_port=0, api_port=0, monitoring_port=0))
+        self.cp = ControlPlane(ControlPlaneOptions(
+            home=home, xds_port=0, api_port=0, monitoring_port=0, ca_port=0, ca_join_port=0))
         # A range of its own (see the module docstring); the pool hands out .1 upwards.
         self.cp.addresses = AddressPool(
             first=ipaddress.IPv4Address(f"{prefix}.1"), last=ipaddress.IPv4Address(f"{prefix}.199")

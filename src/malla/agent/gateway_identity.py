@@ -53,8 +53,9 @@ class SecretMerge:
 class GatewayIdentity:
     """The gateway's certificate: first one now, then rotated on a private loop, and reported."""
 
-    def __init__(self, state: ControlPlaneState, options: IdentityOptions, *, publish: Callable[[WorkloadCertificate], None],
-                 node_id: str, name: str, home: Path | None = None) -> None:
+    def __init__(self, state: ControlPlaneState, options: IdentityOptions, *,
+                 publish: Callable[[WorkloadCertificate], None], node_id: str, name: str,
+                 home: Path | None = None) -> None:
         self._state, self._options, self._publish = state, options, publish
         self._node_id, self._name, self._home = node_id, name, home
         self.rotator: CertificateRotator | None = None

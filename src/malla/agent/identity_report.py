@@ -74,26 +74,28 @@ class IdentityReporter:
         self._failing = False
 
     def start(self) -> None:
-        self.report_now()
         self._thread = threading.Thread(target=self._loop, name="malla-identity-report", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop reporting and withdraw the report (the workload is leaving)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        if self._thread is None:
+            return
+        self._thread.join(5)
         try:
             httpx.delete(self._url(), params={"node": self._who["nodeId"]}, timeout=5, trust_env=False)
         except httpx.HTTPError:
             pass  # the control plane forgets agents that left anyway
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
             try:
                 self.report_now()
             except Exception:  # reporting must never take the workload down
                 log.exception("could not report the workload certificate")
+            if self._stop.wait(self._interval):
+                return
 
     def report_now(self) -> None:
         status, cert, synced = self._read()

@@ -58,6 +58,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,11 +201,17 @@ def delete(link: Link) -> list[str]:
             _ip("netns", "del", link.netns)
         except NetnsError as exc:
             problems.append(str(exc))
-    if Path(f"/sys/class/net/{link.host_interface}").exists():
+    # The peer goes with the namespace, asynchronously: give the kernel a moment, then insist.
+    host_side = Path(f"/sys/class/net/{link.host_interface}")
+    deadline = time.monotonic() + 2.0
+    while host_side.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if host_side.exists():
         try:
             _ip("link", "del", link.host_interface)
         except NetnsError as exc:
-            problems.append(str(exc))
+            if host_side.exists():
+                problems.append(str(exc))
     shutil.rmtree(Path("/etc/netns") / link.netns, ignore_errors=True)
     link.release()
     return problems

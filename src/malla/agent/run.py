@@ -18,6 +18,11 @@ Theory of operation, in the order it happens:
    to stop sending (``drain``), then pass the signal to the app. When the
    app exits: deregister, stop Envoy, release the address, and exit with
    the app's exit status (128+N when a signal N ended it).
+
+With ``--transparent`` the same steps run with the workload in a network
+namespace of its own and its traffic captured: ``malla.agent.transparent``
+overrides the hooks below (``lease``, ``app_port``, ``xds_address``,
+``envoy_process``, ``app_command``).
 """
 
 from __future__ import annotations

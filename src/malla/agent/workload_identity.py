@@ -9,7 +9,9 @@ home's token secret for each join (so a certificate that expired while the
 CA was away can still be replaced). Renewals go over mTLS with the current
 certificate. The CA's serving certificate is checked against the trust
 bundle in the control plane's state (``ca_root_cert``) until the CA sends
-a newer one.
+a newer one. The first request is made at once: a refusal (a forged or
+expired token, an identity it does not cover) ends the start with the CA's
+reason; an unreachable CA is retried until the start-up timeout.
 
 A sidecar's identity (``SidecarIdentity``) is a ``WorkloadIdentityThread``:
 the rotator and an SDS server on a Unix socket in a private directory of
@@ -61,7 +63,7 @@ def spiffe_id(state: ControlPlaneState, *, namespace: str, service_account: str)
     try:
         return Identity(state.trust_domain, namespace, service_account).uri
     except ValueError as exc:
-        raise IdentityError(f"the workload's identity: {exc}") from None
+        raise IdentityError(f"the workload's identity (--namespace, --service-account): {exc}") from None
 
 
 def make_fetch(state: ControlPlaneState, options: IdentityOptions) -> Fetch:

@@ -23,7 +23,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from malla.cli.certificates import time_left, when, workload_name
+from malla.cli.certificates import print_wide, time_left, when, workload_name
 from malla.cli.client import call, require_control_plane
 from malla.cli.output import OutputFormat, console, emit_data, err_console
 
@@ -109,8 +109,8 @@ def _print_ca(ca: dict[str, Any]) -> None:
     table = Table("ROOT", "SERIAL", "NOT AFTER", "SIGNS", box=None, pad_edge=False)
     for root in ca["roots"]:
         signs = "yes" if root["serial"] == ca["signingRoot"]["serial"] else "no"
-        table.add_row(escape(root["subject"]), root["serial"][:16], when(root["notAfter"]), signs)
-    console.print(table)
+        table.add_row(escape(root["subject"]), root["serial"], when(root["notAfter"]), signs)
+    print_wide(table)
 
 
 def _print_workload_roots(items: list[dict[str, Any]], ca: dict[str, Any]) -> None:
@@ -118,9 +118,9 @@ def _print_workload_roots(items: list[dict[str, Any]], ca: dict[str, Any]) -> No
         console.print("no workload certificates reported")
         return
     table = Table("WORKLOAD", "ROOTS TRUSTED", "SIGNED BY", "TIME LEFT", box=None, pad_edge=False)
-    subjects = {r["subject"]: r["serial"][:16] for r in ca["roots"]}
+    subjects = {r["subject"]: f"root {r['serial'][:16]}" for r in ca["roots"]}
     for item in items:
         issuer = item.get("issuer") or "-"
         table.add_row(escape(workload_name(item)), str(len(item.get("roots") or [])),
                       escape(subjects.get(issuer, issuer)), time_left(item.get("secondsLeft")))
-    console.print(table)
+    print_wide(table)

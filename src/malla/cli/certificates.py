@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -65,15 +66,13 @@ def print_certificates(items: list[dict[str, Any]]) -> None:
     if not items:
         console.print("  no workload certificates reported")
         return
-    table = Table(box=None, pad_edge=False)
-    for header in ("CERTIFICATE OF", "SPIFFE ID", "SERIAL", "NOT AFTER", "TIME LEFT", "STATE"):
-        table.add_column(header, overflow="fold")
+    table = _table("CERTIFICATE OF", "SPIFFE ID", "SERIAL", "NOT AFTER", "TIME LEFT", "STATE")
     for item in items:
         style = _STATE_STYLE.get(item["state"], "")
         state = f"[{style}]{item['state']}[/]" if style else item["state"]
-        table.add_row(escape(workload_name(item)), escape(item["spiffeId"]), (item.get("serial") or "-")[:16],
+        table.add_row(escape(workload_name(item)), escape(item["spiffeId"]), item.get("serial") or "-",
                       when(item.get("notAfter")), time_left(item.get("secondsLeft")), state)
-    console.print(table)
+    print_wide(table)
     for item in items:
         warning = certificate_warning(item)
         if warning:
@@ -101,6 +100,21 @@ def certificate_warning(item: dict[str, Any]) -> str | None:
     return None
 
 
+def _table(*headers: str) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    return table
+
+
+def print_wide(table: Table) -> None:
+    # SPIFFE IDs and serials are copied from here: one line per row, even past the
+    # terminal's width (the terminal wraps it), never folded inside a cell.
+    wide = Console(width=max(console.width, 400), highlight=False, no_color=console.no_color,
+                   force_terminal=console.is_terminal)
+    wide.print(table, crop=False)
+
+
 def secret_rows(item: dict[str, Any]) -> list[dict[str, Any]]:
     """``default`` and ``ROOTCA`` as the agent serves them to its Envoy (istioctl's proxy-config secret)."""
     synced = item.get("envoySynced")
@@ -119,16 +133,14 @@ def secret_rows(item: dict[str, Any]) -> list[dict[str, Any]]:
 
 def print_secrets(item: dict[str, Any], rows: list[dict[str, Any]], *, now: float) -> None:
     console.print(f"proxy {escape(str(item['nodeId']))}: certificate state {item['state']}")
-    table = Table(box=None, pad_edge=False)
-    for header in ("RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "NOT AFTER", "TIME LEFT",
-                   "IDENTITY"):
-        table.add_column(header, overflow="fold")
+    table = _table("RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "NOT AFTER", "TIME LEFT",
+                   "IDENTITY")
     for row in rows:
         expires = row.get("notAfter")
         left = row.get("secondsLeft", None if expires is None else expires - now)
         table.add_row(row["name"], row["type"], row["status"], str(row["valid"]).lower(), row.get("serial") or "-",
                       when(expires), time_left(left), escape(row.get("spiffeId") or row.get("subject") or "-"))
-    console.print(table)
+    print_wide(table)
     warning = certificate_warning(item)
     if warning:
         err_console.print(warning)

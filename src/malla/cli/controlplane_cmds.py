@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -35,6 +36,9 @@ def up(
     ca_join_port: Annotated[int, typer.Option(help="CA: first certificates, with a join token.")] = 15013,
     debounce_ms: Annotated[int, typer.Option(help="Quiet period before a push.")] = 100,
     debounce_max_ms: Annotated[int, typer.Option(help="Longest a change may wait.")] = 10_000,
+    zipkin_address: Annotated[str | None, typer.Option(
+        help="host:port of an external Zipkin or Jaeger (Zipkin API) for traces; default: the built-in collector.")] = None,
+    trace_sampling: Annotated[float, typer.Option(help="Percent of requests traced, 0-100 (Istio's default 1).")] = 1.0,
 ) -> None:
     """Start the control plane (xDS, API, config watch) in the foreground, or in the background with --detach."""
     home_path = home_dir(home)
@@ -52,22 +56,40 @@ def up(
             problem = "is not a directory" if d.exists() else "does not exist"
             err_console.print(f"[red]error:[/red] --config {escape(str(d))} {problem}; give a directory of Istio YAML")
             raise typer.Exit(2)
+    tracing = _tracing_options(zipkin_address, trace_sampling)
     args = ["--home", str(home_path), "--xds-port", str(xds_port), "--api-port", str(api_port),
             "--monitoring-port", str(monitoring_port), "--ca-port", str(ca_port), "--ca-join-port", str(ca_join_port),
             "--debounce-ms", str(debounce_ms),
-            "--debounce-max-ms", str(debounce_max_ms)]
+            "--debounce-max-ms", str(debounce_max_ms), "--trace-sampling", str(trace_sampling)]
+    args += ["--zipkin-address", zipkin_address] if zipkin_address else []
     for d in config_dirs:
         args += ["--config", str(d)]
     if detach:
         _start_detached(home_path, args)
         return
     _run_foreground(home_path, config_dirs, xds_port, api_port, monitoring_port, debounce_ms, debounce_max_ms,
-                    ca_ports=(ca_port, ca_join_port))
+                    ca_ports=(ca_port, ca_join_port), tracing=tracing)
+
+
+def _tracing_options(zipkin_address: str | None, trace_sampling: float) -> dict[str, Any]:
+    """MeshConfig's tracing fields from ``up``'s options; exit 2 naming the option when one is wrong."""
+    from malla.telemetry.proxy_config import split_host_port
+
+    if not 0 <= trace_sampling <= 100:
+        err_console.print(f"[red]error:[/red] --trace-sampling {trace_sampling}: give a percentage from 0 to 100")
+        raise typer.Exit(2)
+    if zipkin_address:
+        try:
+            split_host_port(zipkin_address)
+        except ValueError as exc:
+            err_console.print(f"[red]error:[/red] --zipkin-address {exc}")
+            raise typer.Exit(2) from None
+    return {"zipkin_address": zipkin_address or None, "trace_sampling": trace_sampling}
 
 
 def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, api_port: int,
                     monitoring_port: int, debounce_ms: int, debounce_max_ms: int, *,
-                    ca_ports: tuple[int, int] = (15012, 15013)) -> None:
+                    ca_ports: tuple[int, int] = (15012, 15013), tracing: dict[str, Any] | None = None) -> None:
     from malla.controlplane.server import ControlPlane, ControlPlaneOptions, StartupError
     from malla.discovery.debounce import DebounceSettings
 
@@ -79,6 +101,8 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
         ca_port=ca_ports[0], ca_join_port=ca_ports[1],
         debounce=DebounceSettings(quiet=debounce_ms / 1000, max_delay=debounce_max_ms / 1000),
     )
+    if tracing:
+        options = dataclasses.replace(options, mesh=options.mesh.with_(**tracing))
     cp = ControlPlane(options)
     try:
         state = cp.start()
@@ -87,6 +111,8 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
         raise typer.Exit(1) from None
     console.print(f"[green]✔[/green] malla control plane up (pid {state.pid}), home {escape(str(home))}")
     console.print(f"  xDS         {state.xds_address}\n  API         {state.api_url}\n  monitoring  {state.monitoring_url}")
+    mesh = cp.discovery.mesh
+    console.print(f"  traces      {mesh.zipkin_address} (Zipkin API, {mesh.trace_sampling:g}% of requests)")
     console.print(f"  CA          {state.ca_address} (renewals, mTLS), {state.ca_join_address} (join tokens); "
                   f"trust domain {state.trust_domain}, root {escape(state.ca_root_cert)}")
     for d in config_dirs:
@@ -170,6 +196,10 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
     _, state = require_control_plane(home)
     data = call(state, "GET", "/api/v1/status").json()
     workloads = call(state, "GET", "/api/v1/workloads").json()["items"]
+    metrics = {g["labels"]["__meta_malla_address"]: g["targets"][0]
+               for g in call(state, "GET", "/api/v1/telemetry/targets").json()}
+    for w in workloads:
+        w["metrics"] = metrics.get(w["address"])  # its merged /stats/prometheus (Istio's 15020)
     data["workloadList"] = workloads
     data["certificates"] = call(state, "GET", "/api/v1/identities").json()["items"]
     if output is not OutputFormat.text:
@@ -179,10 +209,10 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
     for key, value in data["addresses"].items():
         console.print(f"  {key:<11} {value}")
     console.print(f"  resources   {data['resources']}" + (f"  ([yellow]{data['configProblems']} config problem(s)[/yellow]: malla get --problems)" if data["configProblems"] else ""))
-    table = _table("WORKLOAD", "NAMESPACE", "ADDRESS", "PORTS", "LABELS")
+    table = _table("WORKLOAD", "NAMESPACE", "ADDRESS", "PORTS", "METRICS", "LABELS")
     for w in workloads:
         table.add_row(w["name"], w["namespace"], w["address"], ",".join(f"{k}:{v}" for k, v in w["ports"].items()),
-                      ",".join(f"{k}={v}" for k, v in w["labels"].items()))
+                      w["metrics"] or "-", ",".join(f"{k}={v}" for k, v in w["labels"].items()))
     console.print(table if workloads else "  no workloads")
     _print_proxies(data["proxies"])
     print_certificates(data["certificates"])

@@ -8,6 +8,7 @@ from malla import __version__
 from malla.cli import config_cmds, controlplane_cmds, demo_cmd, gateway_cmd, pilot_cmds, run_cmd
 from malla.cli.dashboard_cmd import dashboard
 from malla.cli import ca_cmd, token_cmd
+from malla.cli import telemetry_cmds
 
 app = typer.Typer(
     name="malla",
@@ -32,6 +33,7 @@ app.command("proxy-config")(pilot_cmds.proxy_config)
 app.command("translate")(pilot_cmds.translate)
 app.command("run", context_settings={"allow_interspersed_args": False})(run_cmd.run)
 app.command("gateway")(gateway_cmd.gateway)
+app.command("prometheus-config")(telemetry_cmds.prometheus_config)
 app.command("dashboard")(dashboard)
 app.add_typer(token_cmd.app, name="token")
 app.add_typer(ca_cmd.app, name="ca")

@@ -39,7 +39,8 @@ def create(
         "--service-account", help="The identity it may take (default: any service account in the namespace).")] = None,
     ttl: Annotated[str, typer.Option("--ttl", help="How long the token can be used to join: 10m, 1h, 24h.")] = "1h",
     home: Annotated[str | None, typer.Option("--home")] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text (the token alone), json or yaml.")] = OutputFormat.text,
+    output: Annotated[OutputFormat, typer.Option(
+        "--output", "-o", help="text (the token alone), json or yaml.")] = OutputFormat.text,
 ) -> None:
     """Create a join token: an agent on another host uses it for its first certificate (malla run --join-token)."""
     try:

@@ -11,8 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from malla.console.graph import (
+    destination_node,
+    registered_service,
+    service_id,
+    service_of,
+    source_node,
+    workload_id,
+)
 from malla.console.health import worst
-from malla.console.graph import registered_service, service_id, service_of, source_node, workload_id
 from malla.console.istio_metrics import SeriesKey
 from malla.console.timeseries import MetricsStore, Rates
 from malla.console.traffic import Traffic, effective, summarize
@@ -42,10 +49,6 @@ def _neighbours(items: list[tuple[SeriesKey, dict[str, float]]], node_of: Callab
     return [{"node": node, **traffic.to_json()} for node, traffic in sorted(groups.items())]
 
 
-def _destination_workload(key: SeriesKey) -> str | None:
-    return workload_id(key.destination_namespace, key.destination_workload) if key.destination_known else None
-
-
 def _service_node(key: SeriesKey) -> str:
     ns, name, _ = service_of(key)
     return service_id(ns, name)
@@ -66,8 +69,9 @@ def service_detail(store: MetricsStore, workloads: Sequence[Mapping[str, Any]], 
         "kind": "service", "namespace": namespace, "name": name, "id": service_id(namespace, name), "hosts": hosts,
         "windowSeconds": window, "health": inbound.health, "inbound": inbound.to_json(),
         "series": {"inbound": _series(store, select, now=now, span=span, step=step)},
-        "neighbours": {"inbound": _neighbours(picked, source_node), "outbound": _neighbours(picked, _destination_workload)},
-        "workloads": sorted({workload_id(w["namespace"], w["name"]) for w in members}),
+        "neighbours": {"inbound": _neighbours(picked, source_node), "outbound": _neighbours(picked, destination_node)},
+        "workloads": sorted({workload_id(w["namespace"], w["name"], (w.get("labels") or {}).get("version") or "")
+                             for w in members}),
     }
 
 
@@ -85,6 +89,8 @@ def workload_detail(store: MetricsStore, workloads: Sequence[Mapping[str, Any]],
     if not ins and not outs and not instances:
         return None
     inbound, outbound = summarize(ins), summarize(outs)
+    versions = sorted({k.destination_version for k, _ in ins} | {k.source_version for k, _ in outs}
+                      | {str((w.get("labels") or {}).get("version") or "") for w in instances})
     return {
         "kind": "workload", "namespace": namespace, "name": name, "id": workload_id(namespace, name),
         "windowSeconds": window, "health": worst(inbound.health, outbound.health),
@@ -95,4 +101,12 @@ def workload_detail(store: MetricsStore, workloads: Sequence[Mapping[str, Any]],
         },
         "neighbours": {"inbound": _neighbours(ins, source_node), "outbound": _neighbours(outs, _service_node)},
         "instances": instances,
+        "versions": {v: _version(v, ins, outs) for v in versions if v},
     }
+
+
+def _version(version: str, ins: list[tuple[SeriesKey, dict[str, float]]],
+             outs: list[tuple[SeriesKey, dict[str, float]]]) -> dict[str, Any]:
+    inbound = summarize((k, c) for k, c in ins if k.destination_version == version)
+    outbound = summarize((k, c) for k, c in outs if k.source_version == version)
+    return {"health": worst(inbound.health, outbound.health), "inbound": inbound.to_json(), "outbound": outbound.to_json()}

@@ -23,8 +23,9 @@ from malla.console.traffic import Traffic, effective
 DEFAULT_DOMAIN = "cluster.local"
 
 
-def workload_id(namespace: str, name: str) -> str:
-    return f"workload:{namespace}/{name}"
+def workload_id(namespace: str, name: str, version: str = "") -> str:
+    """One node per workload version: ``malla run --name reviews --version v2`` is workload reviews, version v2."""
+    return f"workload:{namespace}/{name}" + (f"@{version}" if version else "")
 
 
 def service_id(namespace: str, name: str) -> str:
@@ -47,7 +48,13 @@ def registered_service(workload: Mapping[str, Any]) -> str:
 def source_node(key: SeriesKey) -> str:
     if key.source_workload == UNKNOWN:
         return "unknown"
-    return workload_id(key.source_namespace, key.source_workload)
+    return workload_id(key.source_namespace, key.source_workload, key.source_version)
+
+
+def destination_node(key: SeriesKey) -> str | None:
+    if not key.destination_known:
+        return None
+    return workload_id(key.destination_namespace, key.destination_workload, key.destination_version)
 
 
 @dataclass
@@ -91,9 +98,9 @@ class _Graph:
     def add_workloads(self, workloads: Sequence[Mapping[str, Any]], *, domain: str) -> None:
         for w in workloads:
             ns, name = str(w["namespace"]), str(w["name"])
-            node = self.node(_Node(workload_id(ns, name), "workload", ns, name))
+            version = str((w.get("labels") or {}).get("version") or "")
+            node = self.node(_Node(workload_id(ns, name, version), "workload", ns, name, version=version))
             node.instances += 1
-            node.version = node.version or str((w.get("labels") or {}).get("version") or "")
             svc = registered_service(w)
             self.node(_Node(service_id(ns, svc), "service", ns, svc, host=f"{svc}.{ns}.svc.{domain}"))
             self.edge(service_id(ns, svc), node.id)
@@ -103,16 +110,17 @@ class _Graph:
         if src == "unknown":
             self.node(_Node("unknown", "unknown", UNKNOWN, UNKNOWN))
         else:
-            self.node(_Node(src, "workload", key.source_namespace, key.source_workload))
+            self.node(_Node(src, "workload", key.source_namespace, key.source_workload, version=key.source_version))
         ns, name, host = service_of(key)
         svc = self.node(_Node(service_id(ns, name), "service", ns, name, host=host))
         svc.host = svc.host if svc.host and svc.host != UNKNOWN else host
         self.edge(src, svc.id).add(key, counters)
         self.inbound.setdefault(svc.id, Traffic()).add(key, counters)
         self.outbound.setdefault(src, Traffic()).add(key, counters)
-        if key.destination_known:
-            dst = self.node(_Node(workload_id(key.destination_namespace, key.destination_workload), "workload",
-                                  key.destination_namespace, key.destination_workload))
+        dst_id = destination_node(key)
+        if dst_id is not None:
+            dst = self.node(_Node(dst_id, "workload", key.destination_namespace, key.destination_workload,
+                                  version=key.destination_version))
             self.edge(svc.id, dst.id).add(key, counters)
             self.inbound.setdefault(dst.id, Traffic()).add(key, counters)
 

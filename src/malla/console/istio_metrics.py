@@ -14,8 +14,6 @@ are summed away.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from prometheus_client.parser import text_string_to_metric_families
 
 Counters = dict[str, float]
@@ -36,19 +34,21 @@ class SeriesKey:
     reporter: str  # "source" (the caller's sidecar) or "destination" (the callee's)
     source_workload: str
     source_namespace: str
+    source_version: str  # "" when unknown: the version label of the caller
     destination_service: str  # the host, "reviews.default.svc.cluster.local"
     destination_service_name: str
     destination_service_namespace: str
     destination_workload: str
     destination_namespace: str
+    destination_version: str
     protocol: str  # request_protocol: http, grpc or tcp
     security: str  # connection_security_policy: mutual_tls, none or unknown
 
     @property
     def flow(self) -> tuple[str, ...]:
         """The flow without who reported it or how it was secured (see ``traffic.effective``)."""
-        return (self.source_workload, self.source_namespace, self.destination_service,
-                self.destination_workload, self.destination_namespace)
+        return (self.source_workload, self.source_namespace, self.source_version, self.destination_service,
+                self.destination_workload, self.destination_namespace, self.destination_version)
 
     @property
     def destination_known(self) -> bool:
@@ -59,16 +59,23 @@ def _label(labels: dict[str, str], name: str) -> str:
     return labels.get(name) or UNKNOWN
 
 
+def _version(labels: dict[str, str], name: str) -> str:
+    value = labels.get(name) or ""
+    return "" if value == UNKNOWN else value
+
+
 def series_key(labels: dict[str, str]) -> SeriesKey:
     return SeriesKey(
         reporter=_label(labels, "reporter"),
         source_workload=_label(labels, "source_workload"),
         source_namespace=_label(labels, "source_workload_namespace"),
+        source_version=_version(labels, "source_version"),
         destination_service=_label(labels, "destination_service"),
         destination_service_name=_label(labels, "destination_service_name"),
         destination_service_namespace=_label(labels, "destination_service_namespace"),
         destination_workload=_label(labels, "destination_workload"),
         destination_namespace=_label(labels, "destination_workload_namespace"),
+        destination_version=_version(labels, "destination_version"),
         protocol=(labels.get("request_protocol") or "http").lower(),
         security=_label(labels, "connection_security_policy"),
     )
@@ -117,10 +124,3 @@ def parse_istio_metrics(text: str) -> dict[SeriesKey, Counters]:
                 counters["grpc_err"] = counters.get("grpc_err", 0.0) + float(sample.value)
     return out
 
-
-def key_json(key: SeriesKey) -> dict[str, Any]:
-    return {
-        "reporter": key.reporter, "sourceWorkload": key.source_workload, "sourceNamespace": key.source_namespace,
-        "destinationService": key.destination_service, "destinationWorkload": key.destination_workload,
-        "destinationNamespace": key.destination_namespace, "protocol": key.protocol, "security": key.security,
-    }

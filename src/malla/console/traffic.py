@@ -18,7 +18,7 @@ from typing import Any
 
 from malla.console.health import request_health
 from malla.console.istio_metrics import Counters, SeriesKey
-from malla.console.timeseries import Rates, add_into
+from malla.console.timeseries import Rates
 
 
 def effective(rates: Rates) -> Rates:
@@ -139,9 +139,3 @@ def summarize(items: Iterable[tuple[SeriesKey, Counters]]) -> Traffic:
         traffic.add(key, counters)
     return traffic
 
-
-def merged(items: Iterable[tuple[SeriesKey, Counters]]) -> Counters:
-    total: Counters = {}
-    for _, counters in items:
-        add_into(total, counters)
-    return total

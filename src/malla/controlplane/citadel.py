@@ -12,6 +12,7 @@ shows, with the time left computed when asked, never when reported.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -59,6 +60,8 @@ class Citadel:
 
     @classmethod
     def start(cls, home: Path, *, host: str, port: int, join_port: int, trust_domain: str) -> Citadel:
+        for number, what, flag in ((port, "renewals", "--ca-port"), (join_port, "join tokens", "--ca-join-port")):
+            _check_free(host, number, what=what, flag=flag)
         try:
             authority, tokens = open_ca(home, trust_domain=trust_domain)
         except (ValueError, TokenError, OSError) as exc:  # CAMaterialError is a ValueError
@@ -68,7 +71,8 @@ class Citadel:
         try:
             server.start()
         except (OSError, TimeoutError) as exc:
-            raise CitadelError(f"{exc} with --ca-port (renewals, 15012) or --ca-join-port (join tokens, 15013)") from exc
+            raise CitadelError(f"{exc} with --ca-port (renewals, 15012) or --ca-join-port (join tokens, 15013)"
+                               ) from exc
         return cls(authority=authority, tokens=tokens, server=server, host=host)
 
     def stop(self) -> None:
@@ -128,6 +132,19 @@ class Citadel:
         except CAError as exc:
             raise CitadelError(str(exc)) from exc
         return self.describe()
+
+
+def _check_free(host: str, port: int, *, what: str, flag: str) -> None:
+    """A plain bind first: gRPC's own bind error does not say why."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CitadelError(f"cannot serve the CA ({what}) on {_join(host, port)}: {exc.strerror}; "
+                               f"choose another port with {flag}") from exc
 
 
 def _join(host: str, port: int | None) -> str:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -90,8 +90,11 @@ class Demo:
     def _start_control_plane(self) -> ControlPlane:
         options = ControlPlaneOptions(
             home=self.home, xds_port=self._free_or(15010), api_port=self._free_or(20001),
-            monitoring_port=self._free_or(15014),
+            monitoring_port=self._free_or(15014), ca_port=self._free_or(15012),
+            ca_join_port=self._free_or(15013),
         )
+        # Every request traced (Istio's Bookinfo setup): the traces are the demo's to show.
+        options = replace(options, mesh=options.mesh.with_(trace_sampling=100.0))
         cp = ControlPlane(options)
         try:
             cp.start()

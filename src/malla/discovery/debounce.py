@@ -38,6 +38,11 @@ class Debouncer(Generic[T]):
     def pending(self) -> bool:
         return self._pending is not None
 
+    @property
+    def first_at(self) -> float:
+        """When the first event of the pending request (or of the one last due) came."""
+        return self._first
+
     def add(self, event: T, now: float) -> None:
         if self._pending is None:
             self._pending, self._first, self.events = event, now, 0

@@ -53,6 +53,7 @@ class PushRecord:
     events: int
     seconds: float
     at: float
+    convergence: float = 0.0  # seconds from the first change it carries to the end of the push
 
 
 class DiscoveryService:
@@ -82,6 +83,7 @@ class DiscoveryService:
         self.rejected_nodes: dict[str, str] = {}  # node id -> why it could not be configured
         self.pushes: list[PushRecord] = []
         self.orphan_listeners: list[Callable[[str], None]] = []  # called with the node id of an agent that left
+        self.push_listeners: list[Callable[[PushRecord], None]] = []  # called on the push thread after each push
         self.snapshot = self._build_snapshot()
         store.subscribe(self._on_store_change)
 
@@ -167,9 +169,9 @@ class DiscoveryService:
             self._reap_orphans()
             with self._lock:
                 due = self._debouncer.due(self._clock())
-                events = self._debouncer.events
+                events, first = self._debouncer.events, self._debouncer.first_at
             if due is not None:
-                self.push(due, events=events)
+                self.push(due, events=events, changed_at=first)
 
     def _next_deadline(self) -> float | None:
         deadlines = [d for d in (self._debouncer.deadline(),) if d is not None]
@@ -193,7 +195,7 @@ class DiscoveryService:
         for n in expired:
             self._orphaned.pop(n, None)
 
-    def push(self, change: Change, *, events: int = 1) -> PushRecord:
+    def push(self, change: Change, *, events: int = 1, changed_at: float | None = None) -> PushRecord:
         started = time.perf_counter()
         snapshot = self._build_snapshot()
         with self._lock:
@@ -204,9 +206,13 @@ class DiscoveryService:
             if change.full or any(pred(change, proxy) for pred in NEEDS_PUSH.values()):
                 self._publish(proxy, snapshot)
                 pushed += 1
-        record = PushRecord(snapshot.version, pushed, events, time.perf_counter() - started, time.time())
+        seconds = time.perf_counter() - started
+        convergence = self._clock() - changed_at if changed_at is not None else seconds
+        record = PushRecord(snapshot.version, pushed, events, seconds, time.time(), convergence)
         with self._lock:
             self.pushes = [*self.pushes[-99:], record]
+        for listener in self.push_listeners:
+            listener(record)
         log.debug("push %s to %d proxies (%d events) in %.1f ms", record.version, pushed, events, record.seconds * 1e3)
         return record
 

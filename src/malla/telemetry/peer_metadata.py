@@ -82,6 +82,8 @@ def encode(peer: PeerInfo) -> str:
 
 def decode(value: str) -> PeerInfo | None:
     """A peer from a header value; None when it is not Istio's format (a client may send anything)."""
+    if not value:
+        return None
     try:
         message = struct_pb2.Struct.FromString(base64.b64decode(value, validate=True))
     except (binascii.Error, DecodeError, ValueError):

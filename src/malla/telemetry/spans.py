@@ -133,8 +133,9 @@ class SpanStore:
                 self._db.close()
                 self._db = None
 
-    def add(self, spans: Iterable[Mapping[str, Any]]) -> int:
-        rows = [_row(s) for s in spans]
+    def add(self, payload: Any) -> int:
+        """Store Zipkin v2 JSON spans (checked and normalized first: SpanError stores nothing)."""
+        rows = [_row(s) for s in check_spans(payload)]
         with self._lock:
             db = self._conn()
             db.execute("BEGIN")

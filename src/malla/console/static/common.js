@@ -38,16 +38,19 @@ window.malla = (function () {
     return el("span", { className: "badge health-" + String(status).toLowerCase(), text: label });
   }
 
-  // "workload:ns/name" -> "/console/workloads/ns/name"
+  // "workload:ns/name@version" -> "/console/workloads/ns/name" (a workload's page covers all its versions)
+  const NODE = /^(workload|service):([^/]+)\/([^@]+)(?:@(.+))?$/;
+
   function nodeUrl(id) {
-    const m = /^(workload|service):([^/]+)\/(.+)$/.exec(id);
+    const m = NODE.exec(id);
     return m ? "/console/" + m[1] + "s/" + encodeURIComponent(m[2]) + "/" + encodeURIComponent(m[3]) : null;
   }
 
   function nodeLink(id) {
-    const url = nodeUrl(id);
-    const text = id.replace(/^(workload|service):(.*)$/, "$2 ($1)");
-    return url ? el("a", { href: url, text: text }) : document.createTextNode(text);
+    const m = NODE.exec(id);
+    if (!m) return document.createTextNode(id);
+    const text = m[2] + "/" + m[3] + (m[4] ? " " + m[4] : "") + " (" + m[1] + ")";
+    return el("a", { href: nodeUrl(id), text: text });
   }
 
   function table(headers, rows, empty) {

@@ -36,7 +36,7 @@
     { selector: "node[?idle]", style: { "border-style": "dashed", "opacity": 0.75 } },
     { selector: "edge", style: {
       "width": 2, "curve-style": "bezier", "line-color": "data(colour)", "target-arrow-color": "data(colour)",
-      "target-arrow-shape": "triangle", "label": "data(label)", "font-size": 11, "color": "#151515", "text-wrap": "wrap",
+      "target-arrow-shape": "triangle", "label": "data(label)", "font-size": 12, "color": "#151515", "text-wrap": "wrap",
       "font-family": "DejaVu Sans, Liberation Sans, sans-serif",
       "text-background-color": "#ffffff", "text-background-opacity": 0.9, "text-background-padding": 2 } },
     { selector: "edge[?idle]", style: { "line-style": "dashed", "width": 1 } },

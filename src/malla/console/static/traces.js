@@ -2,7 +2,8 @@
 "use strict";
 (function () {
   const m = window.malla;
-  const PALETTE = ["#0066cc", "#3e8635", "#f0ab00", "#8476d1", "#009596", "#ec7a08", "#c9190b", "#5752d1"];
+  // No red: a red outline marks a span with an error.
+  const PALETTE = ["#0066cc", "#3e8635", "#8476d1", "#009596", "#ec7a08", "#5752d1", "#b8bbbe", "#f4c145"];
 
   function colourOf(service) {
     let h = 0;
@@ -102,16 +103,16 @@
     const t = summarize(spans);
     const total = Math.max(t.duration, 1);
     statusLine.textContent = t.spans + " spans, " + t.services.length + " services, " + m.fmt(t.duration / 1000, 1) +
-      " ms, started " + new Date(t.start / 1000).toLocaleString([], { hour12: false });
+      " ms, started " + new Date(t.start / 1000).toLocaleString([], { hour12: false }) + " \u00b7 select a span for its tags";
     holder.replaceChildren(...ordered(spans).map(([s, depth]) => {
       const left = (100 * ((s.timestamp || t.start) - t.start)) / total;
       const width = (100 * (s.duration || 0)) / total;
       const bar = m.el("div", { className: "bar" + (isError(s) ? " error" : ""), style: "left:" + left + "%;width:" + width + "%;background:" + colourOf(serviceOf(s)) });
-      const dur = m.el("span", { className: "dur", style: "left:calc(" + Math.min(left + width, 92) + "% + 4px)", text: m.fmt((s.duration || 0) / 1000, 2) + " ms" });
+      const dur = m.el("div", { className: "dur", text: m.fmt((s.duration || 0) / 1000, 2) + " ms" });
       const row = m.el("div", { className: "row", "data-span": s.id }, [
         m.el("div", { className: "name", style: "padding-left:" + (6 + 14 * depth) + "px", title: s.name || "" },
           [m.el("b", { text: serviceOf(s) }), " " + (s.name || "") + (s.kind ? " (" + s.kind.toLowerCase() + ")" : "")]),
-        m.el("div", { className: "lane" }, [bar, dur])]);
+        m.el("div", { className: "lane" }, [bar]), dur]);
       row.addEventListener("click", () => { tags.textContent = JSON.stringify(s, null, 2); });
       return row;
     }));
