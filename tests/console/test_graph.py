@@ -80,6 +80,21 @@ def test_calls_that_never_reached_a_sidecar_and_unknown_callers_are_drawn() -> N
     assert {n["id"]: n["kind"] for n in g["nodes"]}["unknown"] == "unknown"
 
 
+def test_failures_reported_with_only_the_requested_host_land_on_that_service() -> None:
+    short = Flow("productpage", "reviews", "unknown", reporter="source", rps=1, codes={"503": 1.0})
+    renamed = istio_text([short], elapsed=10).replace('destination_service="reviews.default.svc.cluster.local"',
+                                                      'destination_service="reviews"')
+    renamed = renamed.replace('destination_service_namespace="default"', 'destination_service_namespace="unknown"')
+    store = MetricsStore()
+    store.record("pp", {}, now=0)
+    store.record("pp", parse_istio_metrics(renamed), now=10)
+    g = build_graph(store.rates(now=10, window=60), [workload("productpage", "127.0.1.1"), workload("reviews", "127.0.1.2")],
+                    window=60)
+    e = edges(g)
+    assert e["workload:default/productpage@v1->service:default/reviews"]["errorPercent"] == pytest.approx(100)
+    assert not any(n["id"].startswith("service:unknown/") for n in g["nodes"])
+
+
 def test_registered_workloads_without_traffic_are_idle_nodes_under_their_service() -> None:
     g = graph_of({}, [workload("reviews", "127.0.1.2"), workload("reviews", "127.0.1.3", version="v2"),
                       workload("reviews", "127.0.1.4", version="v2"), workload("db", "127.0.1.5", version="")])

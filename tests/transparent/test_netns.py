@@ -24,6 +24,7 @@ from malla.dns.server import MeshDnsServer
 
 from tests.pilot.mesh import snapshot, workload
 from tests.transparent.conftest import new_netns_name, remove_netns
+from tests.transparent.workloads import assert_gone, host_interface_of
 
 pytestmark = pytest.mark.envoy
 
@@ -67,15 +68,13 @@ def test_namespace_rules_and_cleanup_leave_the_host_as_it_was():
         assert (Path("/etc/netns") / link.netns / "resolv.conf").read_text().startswith(
             "nameserver 127.0.0.11\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\n"
         )
-        assert Path(f"/sys/class/net/{link.host_interface}").exists()
+        host_interface = host_interface_of(link.netns, link.host_interface)
         assert iptables_nat_of_host() == host_nat
     finally:
         problems = netns.delete(link)
         remove_netns(link.netns)
     assert problems == []
-    assert link.netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert not Path(f"/sys/class/net/{link.host_interface}").exists()
-    assert not (Path("/etc/netns") / link.netns).exists()
+    assert_gone(link.netns, host_interface)
     assert iptables_nat_of_host() == host_nat
 
 

@@ -68,13 +68,14 @@ def host_nat_rules() -> str:
     return "\n".join(line for line in out.splitlines() if not line.startswith("#"))
 
 
-def host_interface_of(netns_name: str) -> tuple[str, str]:
+def host_interface_of(netns_name: str, name: str | None = None) -> tuple[str, str]:
     """The root-namespace end of a workload's veth pair: its name and ifindex.
 
     The name is reused by the next workload that gets the same /30 (another test's, in
     parallel runs); the ifindex tells the two interfaces apart.
     """
-    name = str(json.loads((netns.RUN_DIR / netns_name / "owner.json").read_text())["hostInterface"])
+    if name is None:
+        name = str(json.loads((netns.RUN_DIR / netns_name / "owner.json").read_text())["hostInterface"])
     return name, Path(f"/sys/class/net/{name}/ifindex").read_text().strip()
 
 

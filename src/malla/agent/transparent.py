@@ -42,7 +42,7 @@ from malla.agent.ports import PortSpec
 from malla.agent.relay import Relays
 from malla.agent.run import Agent, AgentError, Proxy
 from malla.dns.hints import Hints
-from malla.envoy.bootstrap import TcpAddress, UnixAddress
+from malla.envoy.bootstrap import TcpAddress
 from malla.envoy.process import EnvoyProcess
 from malla.pilot.services import DEFAULT_DOMAIN
 from malla.pilot.snapshot import CaptureMode

@@ -33,10 +33,21 @@ def service_id(namespace: str, name: str) -> str:
 
 
 def service_of(key: SeriesKey) -> tuple[str, str, str]:
-    """(namespace, name, host) of the service a series went to."""
+    """(namespace, name, host) of the service a series went to.
+
+    A call that found no upstream may be reported with only the host it asked for: a Kubernetes
+    name (``reviews``, ``reviews.default.svc.cluster.local``) still names the service, as DNS would
+    resolve it from the caller's namespace, so its failures land on that service's node.
+    """
     host = key.destination_service
     name = key.destination_service_name if key.destination_service_name != UNKNOWN else host
     namespace = key.destination_service_namespace
+    if namespace == UNKNOWN and host != UNKNOWN:
+        parts = host.split(".")
+        if len(parts) == 1:
+            name, namespace = host, key.source_namespace
+        elif len(parts) >= 3 and parts[2] == "svc":
+            name, namespace = parts[0], parts[1]
     return namespace, name, host
 
 

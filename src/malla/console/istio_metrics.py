@@ -13,6 +13,7 @@ are summed away.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,11 +102,35 @@ def _is_grpc_error(name: str, labels: dict[str, str]) -> bool:
     return name == REQUESTS and labels.get("request_protocol") == "grpc" and status not in ("", "0")
 
 
+_FAMILIES = (REQUESTS, DURATION, TCP_SENT, TCP_RECEIVED, TCP_OPENED)
+_PREFIXES = tuple(f"{name}{{" for name in (REQUESTS, TCP_SENT, TCP_RECEIVED, TCP_OPENED)) + tuple(
+    f"{DURATION}_{part}{{" for part in ("bucket", "sum", "count"))
+_TYPES = tuple(f"# TYPE {name.removesuffix('_total')} " for name in _FAMILIES)
+_GROUPED = {"reporter", "source_workload", "source_workload_namespace", "source_version", "destination_service",
+            "destination_service_name", "destination_service_namespace", "destination_workload",
+            "destination_workload_namespace", "destination_version", "request_protocol", "response_code",
+            "grpc_response_status", "connection_security_policy", "le"}
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+
+
+def _drop_unused_labels(line: str) -> str:
+    head, brace, rest = line.partition("{")
+    labels, close, value = rest.rpartition("}")
+    kept = ",".join(m.group(0).rstrip(",") for m in _LABEL.finditer(labels) if m.group(1) in _GROUPED)
+    return f"{head}{brace}{kept}{close}{value}"
+
+
 def _istio_lines(text: str) -> str:
-    """Only Istio's families: a sidecar's text also holds thousands of Envoy stats the console never reads."""
+    """Only the families and labels the console reads.
+
+    A sidecar's text holds thousands of Envoy stats, and each Istio series some twenty labels
+    (principals, canonical names, ...); prometheus_client's parser reads character by character,
+    so the rest is cut before it runs (an order of magnitude less work per scrape).
+    """
     keep = [
-        line for line in text.splitlines()
-        if line.startswith("istio_") or line.startswith("# TYPE istio_") or line.startswith("# HELP istio_")
+        _drop_unused_labels(line) if line.startswith(_PREFIXES) else line
+        for line in text.splitlines()
+        if line.startswith(_PREFIXES) or line.startswith(_TYPES)
     ]
     return "\n".join(keep) + "\n"
 
