@@ -25,7 +25,8 @@ demo: $(VENV)/.installed
 
 # System packages the tests use (iptables, Prometheus, ...): installed when missing (root), else named.
 system-deps:
-	@if [ -x .ci/install-test-deps ]; then .ci/install-test-deps; fi
+	@if [ -x .ci/install-test-deps ]; then .ci/install-test-deps || \
+		echo "warning: some system packages are missing; the tests that need them will say which" >&2; fi
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/lint-imports --config pyproject.toml

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from html import unescape
 from pathlib import Path
 
@@ -39,9 +38,8 @@ def test_graph_page_draws_every_node_after_its_scripts_ran(console_mesh: Console
 
 
 def test_graph_screenshot_shows_kiali_health_colours(console_mesh: ConsoleMesh, tmp_path: Path) -> None:
+    # Kept in pytest's tmp_path (basetemp keeps the last runs) for a person to look at.
     shot = screenshot(console_mesh.api + "/console/graph", profile=tmp_path / "profile", out=tmp_path / "graph.png")
-    keep = Path("/tmp") / "malla-console-graph.png"  # for a person to look at after the run
-    shutil.copyfile(shot, keep)
     width, height, pixels = png_pixels(shot)
     assert (width, height) == (1400, 1000)
     graph_area = (40, 160, 1000, 660)  # inside #cy, below the legend and left of the summary panel

@@ -41,6 +41,18 @@ def test_parse_keeps_istio_families_and_sums_labels_the_console_does_not_group_b
     assert not any(name.startswith("envoy") for name in counters)
 
 
+def test_labels_the_console_does_not_read_are_cut_even_with_quotes_and_commas_in_them() -> None:
+    text = ('# TYPE istio_requests_total counter\n'
+            'istio_requests_total{reporter="destination",source_principal="a\\"b,c=\\"d",source_workload="productpage",'
+            'source_workload_namespace="default",source_version="v1",destination_service="reviews.default.svc.cluster.local",'
+            'destination_service_name="reviews",destination_service_namespace="default",destination_workload="reviews",'
+            'destination_workload_namespace="default",destination_version="v1",request_protocol="http",'
+            'response_code="200",connection_security_policy="mutual_tls"} 5\n'
+            '# TYPE istio_request_bytes histogram\n'
+            'istio_request_bytes_bucket{reporter="destination",le="+Inf"} 5\n')
+    assert parse_istio_metrics(text) == {key(): {"req:200": 5.0}}
+
+
 def test_parse_counts_grpc_errors_and_tcp_bytes() -> None:
     labels = ('reporter="destination",source_workload="a",source_workload_namespace="ns",destination_service="b.ns.svc.cluster.local",'
               'destination_service_name="b",destination_service_namespace="ns",destination_workload="b",'

@@ -105,7 +105,7 @@ def _is_grpc_error(name: str, labels: dict[str, str]) -> bool:
 _FAMILIES = (REQUESTS, DURATION, TCP_SENT, TCP_RECEIVED, TCP_OPENED)
 _PREFIXES = tuple(f"{name}{{" for name in (REQUESTS, TCP_SENT, TCP_RECEIVED, TCP_OPENED)) + tuple(
     f"{DURATION}_{part}{{" for part in ("bucket", "sum", "count"))
-_TYPES = tuple(f"# TYPE {name.removesuffix('_total')} " for name in _FAMILIES)
+_TYPES = tuple(f"# TYPE {name} " for name in _FAMILIES)
 _GROUPED = {"reporter", "source_workload", "source_workload_namespace", "source_version", "destination_service",
             "destination_service_name", "destination_service_namespace", "destination_workload",
             "destination_workload_namespace", "destination_version", "request_protocol", "response_code",
