@@ -1,7 +1,8 @@
 """Simulated Envoys for the control-plane benchmarks: N ADS clients in one process, each on its own connection.
 
-Each client follows the request order Envoy was seen to use (see the field
-notes): CDS (wildcard) -> EDS for the EDS clusters, before the CDS ACK ->
+Each client keeps one stream up and re-opens it after a jittered backoff
+when it drops, as Envoy does (drops are counted). It follows the request
+order Envoy was seen to use (see the field notes): CDS (wildcard) -> EDS for the EDS clusters, before the CDS ACK ->
 CDS ACK -> LDS -> RDS for the route names the listeners use, ACKing every
 response; SotW or Delta. Node metadata is what the agent writes
 (``malla.discovery.proxies.node_metadata``), so the control plane
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +47,9 @@ LDS, RDS = PREFIX + "listener.v3.Listener", PREFIX + "route.v3.RouteConfiguratio
 TYPES = (CDS, EDS, LDS, RDS)
 SOTW_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+
+# Envoy's reconnect backoff towards the control plane in malla's bootstrap (base, max).
+BACKOFF_BASE_S, BACKOFF_MAX_S = 0.25, 5.0
 
 # Every client receives the same resources: decode each distinct one once.
 _names_memo: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -91,7 +96,8 @@ class Client:
     bytes_total: int = 0
     bytes_by_type: dict[str, int] = field(default_factory=dict)
     responses: int = 0
-    dropped: str | None = None
+    drops: int = 0  # streams that ended while the benchmark still wanted them
+    drop_reasons: set[str] = field(default_factory=set)
 
 
 def make_node(index: int, *, mode: XdsMode) -> base_pb2.Node:
@@ -232,6 +238,20 @@ class DeltaDriver:
 
 
 async def run_client(client: Client, target: str, *, stop: asyncio.Event) -> None:
+    """Keep one ADS stream up, as Envoy does: a dropped stream is counted and re-opened after a jittered backoff."""
+    backoff = BACKOFF_BASE_S
+    while not stop.is_set():
+        reason = await _one_stream(client, target)
+        if stop.is_set():
+            return
+        client.drops += 1
+        client.drop_reasons.add(reason)
+        await asyncio.sleep(random.uniform(0, backoff))
+        backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+async def _one_stream(client: Client, target: str) -> str:
+    """Run one stream until it ends; returns why it ended."""
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 256 << 20)]
     queue: asyncio.Queue[Any] = asyncio.Queue()
     driver = (DeltaDriver if client.delta else SotwDriver)(client, queue)
@@ -243,21 +263,19 @@ async def run_client(client: Client, target: str, *, stop: asyncio.Event) -> Non
                 return
             yield item
 
+    started = time.time()
     async with grpc.aio.insecure_channel(target, options=options) as channel:
         method = DELTA_METHOD if client.delta else SOTW_METHOD
         call = channel.stream_stream(method, request_serializer=lambda m: m.SerializeToString(), response_deserializer=None)
         driver.start()
-        stream = call(requests())
         try:
-            async for raw in stream:
+            async for raw in call(requests()):
                 _count(client, raw, driver)
         except grpc.aio.AioRpcError as exc:
-            if not stop.is_set():
-                client.dropped = exc.code().name
+            return f"{exc.code().name} (first after {time.time() - started:.0f} s)"
         finally:
             queue.put_nowait(None)
-    if not stop.is_set() and client.dropped is None:
-        client.dropped = "ENDED"
+    return "ENDED by the server"
 
 
 def _count(client: Client, raw: bytes, driver: SotwDriver | DeltaDriver) -> None:
@@ -285,7 +303,16 @@ def _traffic(clients: list[Client]) -> dict[str, Any]:
             by_type[key] = by_type.get(key, 0) + n
     return {"bytes": sum(c.bytes_total for c in clients), "bytes_by_type": by_type,
             "responses": sum(c.responses for c in clients),
-            "dropped": sum(1 for c in clients if c.dropped), "drop_reasons": sorted({c.dropped for c in clients if c.dropped})}
+            "dropped": sum(c.drops for c in clients), "drop_reasons": _reasons(clients)}
+
+
+def _reasons(clients: list[Client]) -> list[str]:
+    """One example per status code (the first seen), so the report stays short."""
+    by_code: dict[str, str] = {}
+    for c in clients:
+        for reason in sorted(c.drop_reasons):
+            by_code.setdefault(reason.split(" ", 1)[0], reason)
+    return sorted(by_code.values())
 
 
 async def _wait(done: Any, *, deadline: float) -> None:
@@ -298,7 +325,7 @@ async def main_async(target: str, n: int, mode: XdsMode, deadline_s: float) -> N
     clients = [Client(i, make_node(i, mode=mode), mode is XdsMode.DELTA) for i in range(n)]
     started = time.time()
     tasks = [asyncio.create_task(run_client(c, target, stop=stop)) for c in clients]
-    await _wait(lambda: all(c.synced_at or c.dropped for c in clients), deadline=time.monotonic() + deadline_s)
+    await _wait(lambda: all(c.synced_at for c in clients), deadline=time.monotonic() + deadline_s)
     synced = [c.synced_at for c in clients if c.synced_at]
     emit("synced", n=n, synced=len(synced), started=started, last=max(synced) if synced else None, **_traffic(clients))
     loop = asyncio.get_running_loop()
@@ -320,8 +347,8 @@ async def _mark(clients: list[Client], seconds: float) -> None:
     for c in clients:
         c.mark, c.reached_at, c.bytes_total, c.bytes_by_type, c.responses = now, None, 0, {}, 0
     emit("marked", at=now)
-    live = [c for c in clients if not c.dropped]
-    await _wait(lambda: all(c.reached_at or c.dropped for c in live), deadline=time.monotonic() + seconds)
+    live = [c for c in clients if c.synced_at]
+    await _wait(lambda: all(c.reached_at for c in live), deadline=time.monotonic() + seconds)
     # Responses the same change caused for other types (CDS, LDS, RDS) may trail the EDS one.
     await asyncio.sleep(1.0)
     reached = [c.reached_at for c in live if c.reached_at]

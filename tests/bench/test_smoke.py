@@ -23,10 +23,10 @@ def test_dataplane_setups_answer_under_load(tmp_path: Path):
     try:
         direct, port = stack.direct()
         for setup in (direct, stack.static_pair(port, tls=True), stack.malla()):
-            load, cpu = dataplane._measure(setup, rate=40, seconds=1)
-            assert load.ok > 0 and load.failed == 0, setup.name
-            assert load.p90_ms is not None
-            assert (cpu is None) == (setup is direct)
+            m = dataplane._measure(setup, rate=40, seconds=1)
+            assert m.load.ok > 0 and m.load.failed == 0, setup.name
+            assert m.load.p90_ms is not None
+            assert (m.proxy_cpu is None) == (setup is direct)
     finally:
         stack.stop()
 

@@ -62,7 +62,8 @@ def test_warnings_get_louder_as_expiry_nears() -> None:
     assert "rotation of reviews-1.default" in str(certificate_warning(failing))
     assert "valid for 50s" in str(certificate_warning(failing))
     expiring = failing | {"state": "EXPIRING", "secondsLeft": 9.0}
-    assert "CERTIFICATE EXPIRING" in str(certificate_warning(expiring)) and "expires in 9s" in str(certificate_warning(expiring))
+    loud = str(certificate_warning(expiring))
+    assert "CERTIFICATE EXPIRING" in loud and "expires in 9s" in loud
 
 
 def test_the_api_refuses_bad_requests_with_the_reason(mesh: Mesh) -> None:

@@ -10,11 +10,14 @@ control plane's Zipkin API.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from malla.controlplane.server import ControlPlane
+from malla.controlplane.server import ControlPlane, ControlPlaneOptions
+from malla.pilot.snapshot import XdsMode
 from tests.e2e.mesh import App, Member, Mesh, tcp_line, wait_for
 from tests.telemetry.conftest import Prometheus
 
@@ -186,3 +190,61 @@ def test_a_request_through_two_sidecars_is_one_trace_with_a_span_per_proxy(traff
     assert {f"client.{mesh.namespace}", f"reviews.{mesh.namespace}"} <= set(services)
     names = api(mesh.cp, "/api/v2/spans", serviceName=f"reviews.{mesh.namespace}").json()
     assert callee["name"] in names
+
+
+class ExternalZipkin:
+    """Someone else's Zipkin: takes ``POST /api/v2/spans`` (JSON) on loopback and keeps the spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = self.headers.get("content-length")
+                body = self.rfile.read(int(length)) if length else _chunked(self.rfile)
+                if self.path == "/api/v2/spans":
+                    outer.spans.extend(json.loads(body))
+                self.send_response(202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+
+
+def _chunked(stream: Any) -> bytes:
+    data = b""
+    while size := int(stream.readline().strip() or b"0", 16):
+        data += stream.read(size)
+        stream.readline()
+    stream.readline()
+    return data
+
+
+def test_spans_go_to_an_external_zipkin_when_one_is_named(tmp_path: Path) -> None:
+    """``malla up --zipkin-address HOST:PORT``: the proxies send there, the built-in collector gets nothing."""
+    external = ExternalZipkin()
+    options = ControlPlaneOptions(home=tmp_path / "home", xds_port=0, api_port=0, monitoring_port=0, ca_port=0,
+                                  ca_join_port=0)
+    options = dataclasses.replace(options, mesh=options.mesh.with_(zipkin_address=external.address,
+                                                                   trace_sampling=100.0))
+    cp = ControlPlane(options)
+    cp.start()
+    mesh = Mesh(cp, namespace="external-zipkin", mode=XdsMode.SOTW, workdir=tmp_path)
+    try:
+        _, client = mesh.start(App("reviews", "v1"), clients=1)
+        trace_id = client.http().get("http://reviews:9080/").json()["headers"]["x-b3-traceid"]
+        spans = wait_for(lambda: [s for s in external.spans if s["traceId"] == trace_id], lambda s: len(s) >= 2,
+                         timeout=60, interval=0.5, what=f"the external Zipkin to receive trace {trace_id}")
+        assert {s["localEndpoint"]["serviceName"] for s in spans} == {"client.external-zipkin",
+                                                                      "reviews.external-zipkin"}
+        assert api(cp, f"/api/v2/trace/{trace_id}").status_code == 404
+    finally:
+        mesh.close()
+        cp.stop()
+        external.server.shutdown()
