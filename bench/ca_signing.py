@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import Result, safe_div
-from bench.processes import ENV, _affinity, stop_process
+from bench.processes import ENV, affinity, stop_process
 
 IN_FLIGHT = 8
 
@@ -113,7 +113,7 @@ def run(*, quick: bool, workdir: Path, seconds: float | None = None) -> Result:
     try:
         local = in_process(directory, csrs, seconds=seconds)
         server = subprocess.Popen([sys.executable, "-m", "bench.ca_signing", "serve", str(directory)], env=ENV, text=True,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=_affinity(0))
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=affinity(0))
         try:
             assert server.stdout is not None
             port = json.loads(server.stdout.readline())["join_port"]

@@ -15,7 +15,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -86,9 +85,9 @@ def _round(value: Any, digits: int = 3) -> Any:
     return value
 
 
-def write_result(result: Result) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{result.name}.json"
+def write_result(result: Result, *, results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{result.name}.json"
     path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return path
 
@@ -191,17 +190,6 @@ def children_named(parent: int, comm: str) -> list[int]:
     return found
 
 
-def pin(pid: int, cpu: int | None) -> None:
-    """Pin a process (and its threads) to one core, as ``taskset -a -c``; None leaves it free."""
-    if cpu is None or cpu >= (os.cpu_count() or 1):
-        return
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            os.sched_setaffinity(int(task.name), {cpu})
-        except OSError:
-            pass
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -229,6 +217,3 @@ def percentile(values: list[float], q: float) -> float | None:
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
-
-def python() -> str:
-    return sys.executable

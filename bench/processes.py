@@ -30,7 +30,7 @@ from malla.pilot.snapshot import Proxy, XdsMode
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_PROXY": "*", "no_proxy": "*"}
 
 
-def _affinity(cpu: int | None) -> Any:
+def affinity(cpu: int | None) -> Any:
     if cpu is None or cpu >= (os.cpu_count() or 1):
         return None
     return lambda: os.sched_setaffinity(0, {cpu})
@@ -59,7 +59,7 @@ class ControlPlaneProcess:
         log = (self.home / "bench-controlplane.log").open("wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      env={**ENV, "MALLA_LOG_LEVEL": "WARNING"}, cwd=self.home,
-                                     preexec_fn=_affinity(self.cpu))
+                                     preexec_fn=affinity(self.cpu))
         log.close()
 
         def ready() -> ControlPlaneState | None:

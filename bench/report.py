@@ -37,25 +37,26 @@ def _verdict(ratio: dict[str, Any]) -> str:
     return "met" if ratio["met"] else "MISSED"
 
 
-def _load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run_path = RESULTS_DIR / "_run.json"
+def _load(results_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    run_path = results_dir / "_run.json"
     run = json.loads(run_path.read_text()) if run_path.exists() else {}
     results = []
     for name in ORDER:
-        path = RESULTS_DIR / f"{name}.json"
+        path = results_dir / f"{name}.json"
         if path.exists():
             results.append(json.loads(path.read_text()))
     return run, results
 
 
-def render() -> str:
-    run, results = _load()
+def render(results_dir: Path = RESULTS_DIR) -> str:
+    run, results = _load(results_dir)
     machine, versions = run.get("machine", {}), run.get("versions", {})
     lines = ["# malla benchmarks", "",
              f"Run started {run.get('started', '?')} ({'quick: make bench-quick' if run.get('quick') else 'full: make bench'}), "
              f"{run.get('seconds', '?')} s in all. Ratios are the result, each against a baseline measured in the same run; "
              "absolute times are context and depend on the machine and on what else ran on it.", "",
-             "## Machine", "",
+             *[f"Re-run later: {', '.join(r['benchmarks'])} ({r['started']}, {r['seconds']} s)." for r in run.get("reruns", [])],
+             "", "## Machine", "",
              f"- {machine.get('cores', '?')} cores, {machine.get('memory_gib', '?')} GiB, {machine.get('cpu_model', '?')}, "
              f"Linux {machine.get('kernel', '?')}",
              f"- load average at start {_loads(machine.get('load_average'))}, at end {_loads(run.get('load_average_end'))} "
@@ -92,6 +93,6 @@ def _section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(path: Path = BENCH_DIR / "REPORT.md") -> Path:
-    path.write_text(render())
+def write_report(path: Path = BENCH_DIR / "REPORT.md", *, results_dir: Path = RESULTS_DIR) -> Path:
+    path.write_text(render(results_dir))
     return path

@@ -44,6 +44,17 @@ def run_one(name: str, *, quick: bool, keep: bool) -> Result:
     return result
 
 
+def _record_run(run_info: dict[str, object], *, only: list[str] | None) -> None:
+    """``_run.json`` describes the whole run; a run of some benchmarks is added to it as a re-run."""
+    path = RESULTS_DIR / "_run.json"
+    if only and path.exists():
+        whole = json.loads(path.read_text())
+        whole.setdefault("reruns", []).append({"benchmarks": only, **{k: run_info[k] for k in ("started", "quick", "seconds")}})
+        whole["versions"] = run_info["versions"]
+        run_info = whole
+    path.write_text(json.dumps(run_info, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="malla's benchmarks")
     parser.add_argument("--quick", action="store_true", help="the reduced set (under 5 minutes)")
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {write_result(result)} in {result.seconds:.0f} s", flush=True)
         run_info["seconds"] = round(time.monotonic() - started, 1)
         run_info["load_average_end"] = machine_info()["load_average"]
-        (RESULTS_DIR / "_run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        _record_run(run_info, only=args.only)
     path = write_report()
     print(f"report: {path}")
     return 0

@@ -23,9 +23,10 @@ import httpx
 
 from bench import meshgen
 from bench.common import cpu_seconds, percentile, rss_bytes
-from bench.processes import ENV, ControlPlaneProcess, _affinity, stop_process
+from bench.processes import ENV, ControlPlaneProcess, affinity, stop_process
 
 SERVICES = 1000
+IDLE_CPU_S = 0.05  # a control plane using less than 5% of a core is idle
 
 
 @dataclass
@@ -58,7 +59,7 @@ class ClientsProcess:
     def __init__(self, xds: str, *, n: int, mode: str, deadline: float, cpu: int | None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.xds_clients", "--xds", xds, "--n", str(n), "--mode", mode, "--deadline", str(deadline)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV, text=True, preexec_fn=_affinity(cpu))
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV, text=True, preexec_fn=affinity(cpu))
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -150,15 +151,24 @@ class ScaleControlPlane:
     def __exit__(self, *exc: object) -> None:
         self.cp.stop()
 
-    def _wait_no_proxies(self) -> None:
-        deadline = time.monotonic() + 60
+    def _wait_quiet(self) -> None:
+        """Until no proxy is connected and the control plane is idle.
+
+        A push started for proxies that have since left still translates for
+        each of them; its CPU and garbage must not count against the next run.
+        """
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline and self.cp.api("GET", "/api/v1/proxies", timeout=60).json()["items"]:
             time.sleep(0.5)
-        time.sleep(1.0)  # let the last disconnect's garbage settle before the idle reading
+        while time.monotonic() < deadline:
+            before = cpu_seconds(self.cp.pid)
+            time.sleep(1.0)
+            if cpu_seconds(self.cp.pid) - before < IDLE_CPU_S:
+                return
 
     def load_run(self, *, mode: str, n: int, sync_deadline: float, push_deadline: float) -> LoadRun:
         """Connect N clients from core 1, sync, then change one endpoint."""
-        self._wait_no_proxies()
+        self._wait_quiet()
         cp, out = self.cp, LoadRun(mode=mode, n=n)
         rss0, cpu0 = rss_bytes(cp.pid), cpu_seconds(cp.pid)
         out.rss_idle_mib = rss0 / 2**20

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import ca_signing, convergence, dataplane, sidecar_memory
+from bench.common import Result, write_result
 from bench.report import render
 from bench.xds_load import ScaleControlPlane
 
@@ -60,6 +61,13 @@ def test_ca_signs_in_process_and_over_grpc(tmp_path: Path):
     assert [f.value for f in result.figures if not f.value] == []
 
 
-def test_report_renders_whatever_results_exist():
-    text = render()
-    assert text.startswith("# malla benchmarks")
+def test_report_shows_figures_and_judges_goals(tmp_path: Path):
+    result = Result("dataplane", "Data-plane overhead", quick=True)
+    result.figure("malla p90 at 500 req/s", 1.25, "ms")
+    result.ratio("p90 malla / limit at 500 req/s", 1.3, baseline="limit", goal=1.10)
+    result.ratio("proxy CPU malla / limit at 500 req/s", 1.05, baseline="limit", goal=1.10)
+    write_result(result, results_dir=tmp_path)
+    text = render(tmp_path)
+    assert "| Data-plane overhead | p90 malla / limit at 500 req/s | 1.300 | <= 1.1 | MISSED |" in text
+    assert "| Data-plane overhead | proxy CPU malla / limit at 500 req/s | 1.050 | <= 1.1 | met |" in text
+    assert "| malla p90 at 500 req/s | 1.250 | ms |" in text

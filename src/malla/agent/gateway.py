@@ -12,8 +12,9 @@ Theory of operation, in the order it happens:
 3. Start Envoy with a bootstrap of kind ``router`` and a static
    ``sds-grpc`` cluster to the agent's SDS server (``gateway_sds``), which
    serves the certificates Envoy asks for from files (``gateway_credentials``)
-   and pushes renewed ones. Envoy is ready once it has its listeners and
-   their certificates.
+   and pushes renewed ones, and the gateway's own mesh certificate for mTLS
+   to sidecars (``gateway_identity``). Envoy is ready once it has its
+   listeners and their certificates.
 4. While it runs, read Envoy's listeners (admin ``config_dump``) and say
    which URLs it serves, and which ports it could not bind, as they change.
 5. On SIGINT/SIGTERM: stop Envoy, the SDS server and the file watch, release

@@ -4,7 +4,9 @@ Theory of operation, in the order it happens:
 
 1. Ask the control plane for this workload's identity on the host: a
    loopback address of its own and an xDS node id.
-2. Pick a free local port per declared service port for the app, render the
+2. Pick a free local port per declared service port for the app, get the
+   workload's SPIFFE certificate from the CA and serve it over SDS
+   (``malla.agent.workload_identity``; renewed at half-life), render the
    Envoy bootstrap (node metadata describes the proxy, see
    ``malla.discovery.proxies``) and start Envoy. Its bootstrap has
    ``initial_fetch_timeout: 0``, so Envoy is ready only once it has its

@@ -43,7 +43,7 @@ CONVERGENCE_BUCKETS = (0.1, 0.5, 1, 3, 5, 10, 20, 30)  # Istio's buckets for pil
 PUSH_TIME_BUCKETS = (0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30)
 
 
-def istio_counter(name: str, documentation: str, labels: dict[str, str], value: float) -> Metric:
+def istio_counter(name: str, documentation: str, *, labels: dict[str, str], value: float) -> Metric:
     """A counter under istiod's exact name (prometheus_client would append ``_total``)."""
     metric = Metric(name, documentation, "unknown")
     metric.add_sample(name, labels, value)
@@ -87,7 +87,7 @@ class PushMetrics:
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             yield istio_counter("pilot_xds_pushes", "Config pushed to proxies (one per proxy and push).",
-                                {"type": "all"}, self.proxies_pushed)
+                                labels={"type": "all"}, value=self.proxies_pushed)
             yield self.push_time.family("pilot_xds_push_time", "Seconds to build and publish one push.")
             yield self.convergence.family(
                 "pilot_proxy_convergence_time",
@@ -116,7 +116,7 @@ class _ControlPlaneCollector(Collector):
         yield rejects
         failed = sum(1 for why in dict(cp.discovery.rejected_nodes).values() if why.startswith("translation failed"))
         yield istio_counter("pilot_total_xds_internal_errors", "Proxies whose config could not be generated.",
-                            {}, failed)
+                            labels={}, value=failed)
         yield from self.pushes.collect()
         resources = GaugeMetricFamily("malla_config_resources", "Istio resources in the config store.")
         resources.add_metric([], len(cp.store))

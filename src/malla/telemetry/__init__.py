@@ -36,14 +36,17 @@ by its certificate.
 
 Where things run
 ----------------
-* ``proxy_config`` (pure, used by Pilot): the access loggers, the peer
-  header filters, the Zipkin tracer and their clusters, added to a proxy's
-  listeners and clusters from ``MeshConfig`` and the ``Proxy``.
-* The agent (``workload``): the access-log server (``als``) turns entries
-  into Istio's series (``labels``, ``metrics``) and serves them merged with
-  Envoy's own ``/stats/prometheus`` on the workload's address, port 15020
-  (``endpoint``); it registers that address with the control plane.
+* ``peer_metadata`` and ``proxy_config`` (pure, used by Pilot): the header
+  format; the access loggers, peer-header filters, Zipkin tracer and their
+  clusters, added to a proxy's listeners and clusters from ``MeshConfig``
+  and the ``Proxy``.
+* The agent (``workload``): the access-log server (``als``) hands entries to
+  the ``recorder``, which computes Istio's labels (``labels``) and keeps the
+  series (``metrics``); ``endpoint`` serves them merged with Envoy's own
+  ``/stats/prometheus`` on the workload's address, port 15020. The address
+  travels in the proxy's node metadata.
 * The control plane: the scrape targets for Prometheus' ``http_sd``
-  (``targets``), ``malla prometheus-config`` (``prometheus_config``), and
-  the Zipkin v2 collector (``malla.controlplane.zipkin``).
+  (``targets``), the file ``malla prometheus-config`` prints
+  (``prometheus_config``), and the span store (``spans``) behind the Zipkin
+  v2 collector (``malla.controlplane.zipkin``).
 """
