@@ -305,6 +305,7 @@ class Agent:
             "name": o.name, "namespace": o.namespace, "labels": self.labels(), "address": self.workload.address,
             "ports": {p.name: p.port for p in o.ports}, "serviceAccount": o.service_account or o.name,
             "nodeId": self.workload.node_id,
+            "agentPid": os.getpid(),  # lets `malla down` stop the workloads of its mesh
         }
         with self._lock:
             if self._stopping.is_set():

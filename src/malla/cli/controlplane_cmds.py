@@ -172,13 +172,18 @@ def _tail(path: Path, since: int, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def down(home: HomeOpt = None) -> None:
-    """Stop a running control plane."""
+def down(
+    home: HomeOpt = None,
+    keep_workloads: Annotated[bool, typer.Option("--keep-workloads", help="Stop only the control plane.")] = False,
+) -> None:
+    """Stop a running control plane and the workloads (malla run) of its mesh on this host."""
     try:
         _, state = find_control_plane(home)
     except NotRunning as exc:
         console.print(f"{exc}; nothing to stop")
         return
+    if not keep_workloads:
+        _stop_workloads(state)
     try:
         httpx.post(state.api_url + "/api/v1/shutdown", timeout=5, trust_env=False)
     except httpx.HTTPError:
@@ -189,6 +194,28 @@ def down(home: HomeOpt = None) -> None:
     if pid_alive(state.pid):
         os.kill(state.pid, 9)
     console.print(f"[green]✔[/green] control plane (pid {state.pid}) stopped")
+
+
+def _stop_workloads(state: ControlPlaneState) -> None:
+    """SIGTERM every registered agent here: each withdraws itself, stops its app and its sidecar."""
+    try:
+        items = httpx.get(state.api_url + "/api/v1/workloads", timeout=5, trust_env=False).json()["items"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return
+    pids = {w["agentPid"]: w["name"] for w in items if isinstance(w.get("agentPid"), int) and pid_alive(w["agentPid"])}
+    for pid in pids:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if pid_alive(pid):
+            os.kill(pid, 9)
+    if pids:
+        console.print(f"[green]✔[/green] stopped {len(pids)} workload(s): {', '.join(sorted(set(pids.values())))}")
 
 
 def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:

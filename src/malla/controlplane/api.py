@@ -66,6 +66,8 @@ def build_app(cp: ControlPlane) -> Starlette:
         outcome = delete_text(text, source=cp.source, root=cp.applied_root, path_label=label, default_namespace=ns)
         return JSONResponse(outcome.to_json(), status_code=200 if outcome.ok else 422)
 
+    agent_pids: dict[str, int] = {}  # workload key -> pid of its `malla run`, for `malla down`
+
     async def register_workload(request: Request) -> JSONResponse:
         try:
             body = await request.json()
@@ -85,6 +87,8 @@ def build_app(cp: ControlPlane) -> Starlette:
             # A workload registering again with a restarted control plane keeps its address.
             cp.addresses.assign(workload.address, str(node_id))
         key = cp.discovery.register_workload(workload, node_id=node_id)
+        if isinstance(body.get("agentPid"), int):
+            agent_pids[key] = body["agentPid"]
         return JSONResponse({"key": key})
 
     async def deregister_workload(request: Request) -> JSONResponse:
@@ -93,7 +97,9 @@ def build_app(cp: ControlPlane) -> Starlette:
         return JSONResponse({"key": key, "removed": found}, status_code=200 if found else 404)
 
     async def workloads(_: Request) -> JSONResponse:
-        return JSONResponse({"items": [_workload_json(k, w) for k, w in sorted(cp.discovery.workloads().items())]})
+        return JSONResponse(
+            {"items": [_workload_json(k, w) | {"agentPid": agent_pids.get(k)} for k, w in sorted(cp.discovery.workloads().items())]}
+        )
 
     async def proxies(_: Request) -> JSONResponse:
         return JSONResponse({"items": cp.proxy_status()})
