@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install lint clean system-deps
+.PHONY: demo test install lint clean system-deps bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ system-deps:
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/lint-imports --config pyproject.toml
 	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+# Benchmarks print figures and ratios (bench/REPORT.md); they are not tests.
+bench: $(VENV)/.installed-test
+	bench/install-deps
+	$(BIN)/python -m bench.run
+
+bench-quick: $(VENV)/.installed-test
+	bench/install-deps
+	$(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info

@@ -17,6 +17,7 @@ endpoint behind).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -129,7 +130,10 @@ class DiscoveryService:
     # -- xDS hooks (called on the xDS server's loop) ---------------------------
 
     async def on_connect(self, node: Any) -> None:
-        self.connect_node(node.id, MessageToDict(node.metadata), locality=_locality(node))
+        # Translation takes milliseconds to a second per proxy: do it on a worker thread so the
+        # xDS loop keeps serving every other stream (and status calls) meanwhile.
+        metadata = MessageToDict(node.metadata)
+        await asyncio.to_thread(self.connect_node, node.id, metadata, locality=_locality(node))
 
     def connect_node(self, node_id: str, metadata: Mapping[str, Any], *, locality: str = "") -> Proxy | None:
         try:
