@@ -35,7 +35,7 @@ TASK_FILES = (
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    d = Demo(home=tmp_path_factory.mktemp("bookinfo"), gateway_port=0)
+    d = Demo(home=tmp_path_factory.mktemp("bookinfo"), gateway_port=0, usual_ports=False)
     try:
         d.start()
         yield d

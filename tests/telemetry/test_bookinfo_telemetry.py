@@ -33,7 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     # The demo takes Istio's ports when they look free; another demo starting at the same instant
     # (another xdist worker: pytest 9 ignores xdist_group) can take one first. Then start again.
     for attempt in range(3):
-        d = Demo(home=tmp_path_factory.mktemp("bookinfo"), gateway_port=0)
+        d = Demo(home=tmp_path_factory.mktemp("bookinfo"), gateway_port=0, usual_ports=False)
         try:
             d.start()
             break

@@ -52,6 +52,8 @@ class DemoError(RuntimeError):
 class Demo:
     home: Path
     gateway_port: int = 8080
+    # Istio's port numbers when free; tests set False so that parallel demos never race for them.
+    usual_ports: bool = True
     progress: Callable[[str], None] = lambda _m: None
     cp: ControlPlane | None = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -88,10 +90,12 @@ class Demo:
         self._wait_for_product_page()
 
     def _start_control_plane(self) -> ControlPlane:
+        def port(usual: int) -> int:
+            return self._free_or(usual) if self.usual_ports else 0
+
         options = ControlPlaneOptions(
-            home=self.home, xds_port=self._free_or(15010), api_port=self._free_or(20001),
-            monitoring_port=self._free_or(15014), ca_port=self._free_or(15012),
-            ca_join_port=self._free_or(15013),
+            home=self.home, xds_port=port(15010), api_port=port(20001), monitoring_port=port(15014),
+            ca_port=port(15012), ca_join_port=port(15013),
         )
         # Every request traced (Istio's Bookinfo setup): the traces are the demo's to show.
         options = replace(options, mesh=options.mesh.with_(trace_sampling=100.0))
