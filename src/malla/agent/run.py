@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 
 from malla.agent.membership import keep_registered
+from malla.agent.supervise import supervise_sidecar
 from malla.agent.ports import PortSpec, free_port
 from malla.agent.sds import sds_cluster
 from malla.agent.workload_identity import IdentityError, IdentityOptions, SidecarIdentity
@@ -127,6 +128,7 @@ class Agent:
         self.identity: SidecarIdentity | None = None  # SPIFFE certificate, rotated, served over SDS
         self._app: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self.sidecar_failed: str | None = None  # why the supervisor stopped the workload
         self.stop_signal: int | None = None
         # Held while the app starts or the workload registers, so a signal never
         # slips between "is it stopping?" and the action (see on_signal).
@@ -385,6 +387,7 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         signal.signal(s, handler)
     try:
         agent.start_sidecar()
+        supervise_sidecar(agent)
         if agent.start_app() is not None and options.ports and agent.wait_app_ready():
             agent.register()
             keep_registered(agent, home=options.home)

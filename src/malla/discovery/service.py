@@ -66,7 +66,7 @@ class DiscoveryService:
         mesh: MeshConfig | None = None,
         debounce: DebounceSettings | None = None,
         clock: Clock = time.monotonic,
-        orphan_grace: float = 5.0,
+        orphan_grace: float = 0.5,
     ) -> None:
         self.store = store
         self.cache = cache

@@ -113,6 +113,11 @@ class EnvoyProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return proc.returncode
 
+    def fresh(self) -> EnvoyProcess:
+        """A new, not yet started Envoy with the same config, work directory and options (a restart)."""
+        return EnvoyProcess(self._config, workdir=self.workdir, concurrency=self.concurrency, log_level=self.log_level,
+                            binary=self.binary, extra_args=self.extra_args, die_with_parent=self.die_with_parent)
+
     def _needs_preexec(self) -> bool:
         return self.die_with_parent and shutil.which("setpriv") is None
 
