@@ -391,7 +391,9 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         if agent.start_app() is not None and options.ports and agent.wait_app_ready():
             agent.register()
             keep_registered(agent, home=options.home)
-        return agent.wait_app()
+        code = agent.wait_app()
+        # A workload stopped because its sidecar kept crashing has failed, however its app exited.
+        return 1 if agent.sidecar_failed and code == 0 else code
     finally:
         agent.shutdown()
         for s, h in previous.items():
