@@ -96,7 +96,7 @@ class RunOptions:
     drain_seconds: float = 1.0
     stop_timeout: float = 10.0
     transparent: bool = False  # own network namespace with capture rules (malla.agent.transparent)
-    netns: str | None = None  # the namespace's name with --transparent (default: malla-NAME-XXXXXX)
+    netns: str | None = None  # the namespace's name with --transparent (default: malla-NAME-<6 random hex>)
     cert_ttl: float | None = None  # the workload certificate's lifetime, in seconds (None: the CA's, 24 h)
     join_token: str | None = None  # None: minted from the control plane's token secret (same host)
 

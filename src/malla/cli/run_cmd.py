@@ -25,7 +25,7 @@ def run(
     delta: Annotated[bool, typer.Option("--delta", help="Use Delta xDS instead of state-of-the-world.")] = False,
     drain: Annotated[float, typer.Option("--drain", help="Seconds between withdrawing the endpoint and signalling the app.")] = 1.0,
     transparent: Annotated[bool, typer.Option("--transparent", help="Run in its own network namespace with traffic capture (root).")] = False,
-    netns: Annotated[str | None, typer.Option("--netns", help="With --transparent: the namespace's name (default malla-NAME-XXXXXX).")] = None,
+    netns: Annotated[str | None, typer.Option("--netns", help="With --transparent: the namespace's name (default malla-NAME-<6 random hex>).")] = None,
     cert_ttl: Annotated[str | None, typer.Option("--cert-ttl", help="Workload certificate lifetime: 90s, 1h (default: the CA's, 24h); renewed at half-life.")] = None,
     join_token: Annotated[str | None, typer.Option("--join-token", envvar="MALLA_JOIN_TOKEN", help="Join token from 'malla token create' (default: minted from the control plane's home, same host only).")] = None,
     home: Annotated[str | None, typer.Option("--home")] = None,
