@@ -18,8 +18,9 @@ from ruamel.yaml import YAML
 from malla.analysis import analyze
 from malla.api.kinds import BY_GROUP_KIND
 from malla.config.model import DEFAULT_NAMESPACE, Config, Diagnostic, KubeObject, Origin
+from tests.conformance import ANALYZER_TESTDATA
 
-TESTDATA = Path("/work/shared/conformance/istio/analyzer-testdata")
+TESTDATA = ANALYZER_TESTDATA
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Mirrors ``TestAnalyzers`` in istio/istio
 ``pkg/config/analysis/analyzers/analyzers_test.go`` (the ``testGrid`` table):
 the same input files from ``pkg/config/analysis/analyzers/testdata/`` (copied
-to /work/shared/conformance/istio/analyzer-testdata), the same analyzer, and
+to ../shared/conformance/istio/analyzer-testdata), the same analyzer, and
 the same expected messages as (message type, "Kind namespace/name") pairs,
 compared as a multiset, as gomega's ``ConsistOf`` does. Only the cases of
 analyzers malla implements are transcribed; upstream writes "Kind name" for

@@ -9,8 +9,9 @@ from malla.pilot.services import Workload
 from malla.pilot.snapshot import MeshConfig, MeshSnapshot
 
 from tests.pilot.mesh import router, sidecar, snapshot
+from tests.conformance import SAMPLES as CONFORMANCE_SAMPLES
 
-SAMPLES = Path("/work/shared/conformance/istio/samples/bookinfo")
+SAMPLES = CONFORMANCE_SAMPLES / "bookinfo"
 NETWORKING = SAMPLES / "networking"
 
 VERSIONS = {"productpage": ["v1"], "details": ["v1"], "ratings": ["v1"], "reviews": ["v1", "v2", "v3"]}
