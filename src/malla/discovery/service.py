@@ -26,15 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from malla.config.model import KubeObject
 from malla.config.store import ChangeEvent, ConfigStore
 from malla.discovery.debounce import DebounceSettings, Debouncer
 from malla.discovery.proxies import NodeMetadataError, proxy_from_node
-from malla.pilot.generate import NEEDS_PUSH, Change, generate
+from malla.pilot.generate import NEEDS_PUSH, Change, Resources, generate, regenerate_endpoints
+from malla.pilot.resources import ENDPOINT
+from malla.pilot.shared import SharedGeneration, changed_addresses, endpoints_only_change
 from malla.pilot.snapshot import MeshConfig, MeshSnapshot, Proxy
 from malla.pilot.services import Workload
-from malla.xds.cache import SnapshotCache
+from malla.xds.cache import CachedResource, SnapshotCache
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,9 @@ class DiscoveryService:
         self.orphan_listeners: list[Callable[[str], None]] = []  # called with the node id of an agent that left
         self.push_listeners: list[Callable[[PushRecord], None]] = []  # called on the push thread after each push
         self.snapshot = self._build_snapshot()
+        self._shared = SharedGeneration(self.snapshot)
+        self._prepared: dict[int, CachedResource] = {}  # by id() of a message the memo holds
+        self._generated: dict[str, Resources] = {}  # node id -> what it was last sent
         store.subscribe(self._on_store_change)
 
     # -- inputs ------------------------------------------------------------
@@ -145,8 +151,13 @@ class DiscoveryService:
         with self._lock:
             self.proxies[node_id] = proxy
             self._orphaned.pop(node_id, None)
-            snapshot = self.snapshot
-        self._publish(proxy, snapshot)
+            shared = self._shared
+        self._publish(proxy, shared)
+        # A push that swapped the snapshot meanwhile may have configured this proxy before the
+        # line above overwrote it with the older snapshot's config: send the newest again.
+        while shared is not self._shared:
+            shared = self._shared
+            self._publish(proxy, shared)
         return proxy
 
     async def on_disconnect(self, node: Any) -> None:
@@ -155,6 +166,7 @@ class DiscoveryService:
     def disconnect_node(self, node_id: str) -> None:
         with self._lock:
             self.proxies.pop(node_id, None)
+            self._generated.pop(node_id, None)
             self._orphaned[node_id] = self._clock()
         self._wake.set()
 
@@ -203,12 +215,24 @@ class DiscoveryService:
         started = time.perf_counter()
         snapshot = self._build_snapshot()
         with self._lock:
-            self.snapshot = snapshot
+            previous, old_shared = self.snapshot, self._shared
+        hosts = None if change.full else endpoints_only_change(previous, snapshot)
+        if hosts is not None:
+            shared = old_shared.carry_over(snapshot, changed_hosts=hosts)
+            moved = changed_addresses(previous, snapshot, hosts)
+        else:
+            shared, moved = SharedGeneration(snapshot), frozenset()
+        with self._lock:
+            self.snapshot, self._shared = snapshot, shared
+            held = shared.held if hosts is not None else frozenset()
+            self._prepared = {k: v for k, v in self._prepared.items() if k in held}
             proxies = list(self.proxies.values())
         pushed = 0
         for proxy in proxies:
-            if change.full or any(pred(change, proxy) for pred in NEEDS_PUSH.values()):
-                self._publish(proxy, snapshot)
+            if hosts is not None and proxy.ip not in moved:
+                pushed += self._publish_endpoints(proxy, shared, hosts)
+            elif change.full or any(pred(change, proxy) for pred in NEEDS_PUSH.values()):
+                self._publish(proxy, shared)
                 pushed += 1
         seconds = time.perf_counter() - started
         convergence = self._clock() - changed_at if changed_at is not None else seconds
@@ -228,14 +252,56 @@ class DiscoveryService:
         if pending is not None:
             self.push(pending, events=events)
 
-    def _publish(self, proxy: Proxy, snapshot: MeshSnapshot) -> None:
+    def _publish(self, proxy: Proxy, shared: SharedGeneration) -> None:
         try:
-            resources = generate(proxy, snapshot)
-            self.cache.set_snapshot(proxy.id, resources)
-            self.rejected_nodes.pop(proxy.id, None)
+            self._send(proxy, generate(proxy, shared.snapshot, shared=shared), shared)
         except Exception as exc:  # one proxy's bad translation must not stop the others' pushes
             log.exception("could not configure proxy %s", proxy.id)
             self.rejected_nodes[proxy.id] = f"translation failed: {exc}"
+
+    def _publish_endpoints(self, proxy: Proxy, shared: SharedGeneration, hosts: frozenset[str]) -> int:
+        """Only endpoints changed: send the proxy new assignments of ``hosts``, keep the rest as sent."""
+        previous = self._generated.get(proxy.id)
+        if previous is None or self.cache.get_snapshot(proxy.id) is None:
+            self._publish(proxy, shared)
+            return 1
+        try:
+            update = regenerate_endpoints(proxy, shared.snapshot, previous, hosts, shared=shared)
+            if update is None:
+                return 0
+            upsert = {name: self._prepare(ENDPOINT, m, shared) for name, m in update.upsert.items()}
+            self.cache.update_snapshot(proxy.id, ENDPOINT, upsert=upsert, remove=update.remove)
+            with self._lock:
+                if proxy.id in self.proxies:
+                    self._generated[proxy.id] = update.apply(previous)
+        except Exception as exc:
+            log.exception("could not configure proxy %s", proxy.id)
+            self.rejected_nodes[proxy.id] = f"translation failed: {exc}"
+            return 0
+        return 1
+
+    def _send(self, proxy: Proxy, resources: Resources, shared: SharedGeneration) -> None:
+        prepared = {
+            type_url: {name: self._prepare(type_url, message, shared) for name, message in named.items()}
+            for type_url, named in resources.items()
+        }
+        self.cache.set_snapshot(proxy.id, prepared)
+        with self._lock:
+            if proxy.id in self.proxies:
+                self._generated[proxy.id] = resources
+        self.rejected_nodes.pop(proxy.id, None)
+
+    def _prepare(self, type_url: str, message: Message, shared: SharedGeneration) -> CachedResource:
+        """Serialize a message once while the memo shares it among proxies; others each time."""
+        if not shared.holds(message):
+            return self.cache.prepare_resource(message, type_url=type_url)
+        found = self._prepared.get(id(message))
+        if found is None:
+            found = self.cache.prepare_resource(message, type_url=type_url)
+            with self._lock:
+                if shared is self._shared:
+                    self._prepared[id(message)] = found
+        return found
 
     def _build_snapshot(self) -> MeshSnapshot:
         with self._lock:

@@ -55,10 +55,17 @@ DNS_CLUSTER_TYPE = "envoy.clusters.dns"
 INBOUND_PASSTHROUGH_BIND = "127.0.0.6"  # Istio's source address for inbound passthrough
 
 
-def build_clusters(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope | None = None) -> list[Cluster]:
-    """Every cluster the proxy needs, sorted by name."""
-    scope = scope or build_scope(proxy, snapshot)
-    out = build_outbound_clusters(proxy, snapshot, scope)
+def build_clusters(
+    proxy: Proxy,
+    snapshot: MeshSnapshot,
+    *,
+    scope: SidecarScope | None = None,
+    outbound: list[Cluster] | None = None,
+) -> list[Cluster]:
+    """Every cluster the proxy needs, sorted by name (``outbound``: already built, shared with its class)."""
+    if outbound is None:
+        outbound = build_outbound_clusters(proxy, snapshot, scope or build_scope(proxy, snapshot))
+    out = list(outbound)
     if not proxy.is_router:
         out += build_inbound_clusters(proxy, snapshot)
     out += build_special_clusters(proxy, snapshot.mesh)

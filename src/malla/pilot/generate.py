@@ -11,32 +11,112 @@ listener (Istio's ``cdsNeedsPush`` and friends).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf.message import Message
 
-from malla.pilot.clusters import build_clusters
-from malla.pilot.endpoints import build_endpoints
+from malla.pilot.clusters import build_clusters, build_outbound_clusters
+from malla.pilot.endpoints import build_cluster_load_assignment
 from malla.pilot.listeners import build_listeners
 from malla.pilot.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from malla.pilot.routes import build_routes
-from malla.pilot.sidecar_scope import build_scope
-from malla.pilot.snapshot import MeshSnapshot, Proxy
+from malla.pilot import names
+from malla.pilot.listeners_outbound import outbound_port
+from malla.pilot.routes import RouteConfiguration, build_outbound_routes, build_routes
+from malla.pilot.shared import SharedGeneration
+from malla.pilot.sidecar_scope import SidecarScope, build_scope
+from malla.pilot.snapshot import CaptureMode, MeshSnapshot, Proxy
 
 Resources = dict[str, dict[str, Message]]
 
 
-def generate(proxy: Proxy, snapshot: MeshSnapshot) -> Resources:
-    scope = build_scope(proxy, snapshot)
-    clusters = build_clusters(proxy, snapshot, scope=scope)
+def generate(proxy: Proxy, snapshot: MeshSnapshot, *, shared: SharedGeneration | None = None) -> Resources:
+    """``shared``: the memo of this snapshot, so that proxies of one class share what they would build alike."""
+    if shared is None or shared.snapshot is not snapshot:
+        shared = SharedGeneration(snapshot, labels_matter=True)
+    key = shared.outbound_key(proxy)
+    scope = shared.get(("scope", key), lambda: build_scope(proxy, snapshot))
+    outbound = shared.get(("cds", key), lambda: build_outbound_clusters(proxy, snapshot, scope))
+    clusters = build_clusters(proxy, snapshot, scope=scope, outbound=outbound)
     eds = [c.eds_cluster_config.service_name or c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS]
+    routes = None if proxy.is_router else _outbound_routes(proxy, snapshot, scope, shared=shared, key=key)
     return {
         CLUSTER: {c.name: c for c in clusters},
-        ENDPOINT: {a.cluster_name: a for a in build_endpoints(proxy, snapshot, eds)},
+        ENDPOINT: build_endpoint_map(proxy, snapshot, eds, shared=shared),
         LISTENER: {x.name: x for x in build_listeners(proxy, snapshot, scope=scope)},
-        ROUTE: {r.name: r for r in build_routes(proxy, snapshot, scope=scope)},
+        ROUTE: {r.name: r for r in build_routes(proxy, snapshot, scope=scope, outbound=routes)},
     }
+
+
+def _outbound_routes(
+    proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, *, shared: SharedGeneration, key: tuple[Any, ...]
+) -> list[RouteConfiguration]:
+    """Outbound routes of the proxy's class; renamed when its HTTP proxy port (which names the route) differs."""
+    routes = shared.get(("rds", key), lambda: build_outbound_routes(proxy, snapshot, scope))
+    if proxy.capture is CaptureMode.TRANSPARENT or len(routes) != 1:
+        return routes
+    name = names.outbound_route_name(outbound_port(proxy, snapshot))
+    if routes[0].name == name:
+        return routes
+    return [shared.get(("rds-named", key, name), lambda: _renamed(routes[0], name))]
+
+
+def _renamed(route: RouteConfiguration, name: str) -> RouteConfiguration:
+    copy = RouteConfiguration()
+    copy.CopyFrom(route)
+    copy.name = name
+    return copy
+
+
+def build_endpoint_map(
+    proxy: Proxy, snapshot: MeshSnapshot, cluster_names: Iterable[str], *, shared: SharedGeneration
+) -> dict[str, Message]:
+    """The assignments of the named EDS clusters, by name, each built once per snapshot and class."""
+    out: dict[str, Message] = {}
+    for name in sorted(set(cluster_names)):
+        cla = shared.get(shared.endpoint_key(proxy, name), lambda n=name: build_cluster_load_assignment(proxy, snapshot, n))
+        if cla is not None:
+            out[name] = cla
+    return out
+
+
+@dataclass(frozen=True)
+class EndpointUpdate:
+    """New assignments for some EDS clusters (``upsert``), and those that no longer have one (``remove``)."""
+
+    upsert: dict[str, Message]
+    remove: tuple[str, ...]
+
+    def apply(self, resources: Resources) -> Resources:
+        assignments = {n: m for n, m in resources.get(ENDPOINT, {}).items() if n not in self.remove}
+        assignments.update(self.upsert)
+        return {**resources, ENDPOINT: dict(sorted(assignments.items()))}
+
+
+def regenerate_endpoints(
+    proxy: Proxy,
+    snapshot: MeshSnapshot,
+    previous: Resources,
+    hosts: frozenset[str],
+    *,
+    shared: SharedGeneration,
+) -> EndpointUpdate | None:
+    """The assignments of ``hosts`` rebuilt for a proxy that holds ``previous``, when only those endpoints changed.
+
+    None when the proxy holds no EDS cluster of those hosts (nothing to send).
+    """
+    eds = [
+        c.eds_cluster_config.service_name or c.name
+        for c in previous.get(CLUSTER, {}).values()
+        if c.type == cluster_pb2.Cluster.EDS  # type: ignore[attr-defined]
+    ]
+    affected = [n for n in eds if names.host_of_cluster(n) in hosts]
+    if not affected:
+        return None
+    upsert = build_endpoint_map(proxy, snapshot, affected, shared=shared)
+    return EndpointUpdate(upsert=upsert, remove=tuple(n for n in affected if n not in upsert))
 
 
 @dataclass(frozen=True)

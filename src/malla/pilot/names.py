@@ -20,6 +20,7 @@ Parse functions raise ``ValueError`` naming the text and the expected form.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 
@@ -93,6 +94,15 @@ def parse_cluster_name(name: str) -> ClusterKey:
     if direction not in (Direction.INBOUND, Direction.OUTBOUND):
         raise ValueError(f"{name!r}: direction {direction!r} is not 'inbound' or 'outbound'")
     return ClusterKey(Direction(direction), _port(port, name), subset, host)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def host_of_cluster(name: str) -> str:
+    """The host of ``outbound|PORT|SUBSET|HOST``; "" for any other name (remembered: pushes ask often)."""
+    try:
+        return parse_cluster_name(name).host
+    except ValueError:
+        return ""
 
 
 def _port(text: str, whole: str) -> int:

@@ -16,20 +16,28 @@ RouteConfiguration = route_pb2.RouteConfiguration
 
 
 def build_routes(
-    proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope | None = None
+    proxy: Proxy,
+    snapshot: MeshSnapshot,
+    *,
+    scope: SidecarScope | None = None,
+    outbound: list[RouteConfiguration] | None = None,
 ) -> list[RouteConfiguration]:
-    """Every route configuration the proxy's listeners name, sorted by name."""
+    """Every route configuration the proxy's listeners name, sorted by name (``outbound``: already built)."""
     if proxy.is_router:
         out = build_gateway_route_configs(proxy, snapshot)
     else:
-        scope = scope or build_scope(proxy, snapshot)
-        if proxy.capture is CaptureMode.TRANSPARENT:
-            out = [
-                build_outbound_route_config(proxy, snapshot, scope, name=names.outbound_route_name(port), port=port)
-                for port in http_ports(scope)
-            ]
-        else:
-            name = names.outbound_route_name(outbound_port(proxy, snapshot))
-            out = [build_outbound_route_config(proxy, snapshot, scope, name=name)]
-        out += [build_inbound_route_config(p) for p in proxy.inbound if p.protocol.is_http]
+        if outbound is None:
+            outbound = build_outbound_routes(proxy, snapshot, scope or build_scope(proxy, snapshot))
+        out = [*outbound, *(build_inbound_route_config(p) for p in proxy.inbound if p.protocol.is_http)]
     return sorted(out, key=lambda r: r.name)
+
+
+def build_outbound_routes(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope) -> list[RouteConfiguration]:
+    """A sidecar's outbound route configurations: one per HTTP port (transparent), or the HTTP proxy's."""
+    if proxy.capture is CaptureMode.TRANSPARENT:
+        return [
+            build_outbound_route_config(proxy, snapshot, scope, name=names.outbound_route_name(port), port=port)
+            for port in http_ports(scope)
+        ]
+    name = names.outbound_route_name(outbound_port(proxy, snapshot))
+    return [build_outbound_route_config(proxy, snapshot, scope, name=name)]

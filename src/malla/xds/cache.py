@@ -22,7 +22,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -96,6 +96,30 @@ class PreparedSnapshot:
         self._eds = {name: eds for name, r in clusters.items()
                      if (eds := r.eds_name) is not None}
         self.version = resources.set_version(self._type_versions)
+
+    def replacing(self, type_url: str, upsert: Mapping[str, CachedResource],
+                  remove: Iterable[str] = ()) -> PreparedSnapshot:
+        """This snapshot with some resources of one type added, replaced or removed.
+
+        The other types' tables are shared with this snapshot (both are immutable), so a
+        change of a few endpoints costs what those endpoints cost, not the whole snapshot.
+        """
+        entries = dict(self._resources.get(type_url, {}))
+        versions = dict(self._versions.get(type_url, {}))
+        for name in remove:
+            entries.pop(name, None)
+            versions.pop(name, None)
+        for name, resource in upsert.items():
+            entries[name] = resource
+            versions[name] = resource.version
+        new = PreparedSnapshot.__new__(PreparedSnapshot)
+        new._resources = {**self._resources, type_url: entries}
+        new._versions = {**self._versions, type_url: versions}
+        new._type_versions = {**self._type_versions, type_url: resources.set_version(versions)}
+        new._eds = self._eds if type_url != resources.CLUSTER else {
+            name: eds for name, r in entries.items() if (eds := r.eds_name) is not None}
+        new.version = resources.set_version(new._type_versions)
+        return new
 
     def versions(self, type_url: str) -> Mapping[str, str]:
         return self._versions.get(type_url, _EMPTY)
@@ -175,6 +199,23 @@ class SnapshotCache:
             watchers = list(self._watchers.get(node_id, ()))
         self._notify(node_id, watchers)
         return prepared
+
+    def update_snapshot(self, node_id: str, type_url: str, *,
+                        upsert: Mapping[str, Message | CachedResource],
+                        remove: Iterable[str] = ()) -> PreparedSnapshot:
+        """Change some resources of one type in what `node_id` holds, and wake its streams."""
+        current = self._snapshots.get(node_id)
+        if current is None:
+            raise LookupError(f"node {node_id!r} holds no snapshot to update")
+        entries = {key: self._prepare_item(type_url, key, item) for key, item in upsert.items()}
+        prepared = current.replacing(type_url, entries, remove)
+        removed = [n for n in remove if n not in entries]
+        if self._check_references and removed:
+            problems = prepared.missing_references()
+            if problems:
+                raise references.InconsistentSnapshotError(
+                    "update refused, it leaves references unsatisfied: " + "; ".join(problems))
+        return self.set_snapshot(node_id, prepared)
 
     def get_snapshot(self, node_id: str) -> PreparedSnapshot | None:
         return self._snapshots.get(node_id)

@@ -110,13 +110,8 @@ def resource_version(type_url: str, name: str, payload: bytes) -> str:
 def set_version(versions: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     """Content hash of a set of (name, version) pairs, order-independent."""
     pairs = versions.items() if isinstance(versions, Mapping) else versions
-    digest = hashlib.sha256()
-    for name, version in sorted(pairs):
-        digest.update(name.encode())
-        digest.update(b"\0")
-        digest.update(version.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()[:_VERSION_CHARS]
+    text = "".join(f"{name}\0{version}\n" for name, version in sorted(pairs))
+    return hashlib.sha256(text.encode()).hexdigest()[:_VERSION_CHARS]
 
 
 def eds_service_name(cluster: Any) -> str | None:
