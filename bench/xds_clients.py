@@ -272,7 +272,7 @@ async def _one_stream(client: Client, target: str) -> str:
             async for raw in call(requests()):
                 _count(client, raw, driver)
         except grpc.aio.AioRpcError as exc:
-            return f"{exc.code().name} (first after {time.time() - started:.0f} s)"
+            return f"{exc.code().name}: {exc.details()} (first after {time.time() - started:.0f} s)"
         finally:
             queue.put_nowait(None)
     return "ENDED by the server"
