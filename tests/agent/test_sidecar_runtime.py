@@ -1,4 +1,4 @@
-"""The sidecar's runtime lets Envoy accept the regexes Istio accepts (Envoy validates, not Python)."""
+"""Every bootstrap's runtime lets Envoy accept the regexes Istio accepts (Envoy validates, not Python)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from malla.agent.run import SIDECAR_RUNTIME
+from malla.envoy.bootstrap import TcpAddress, build_bootstrap
 from malla.envoy.process import validate_config
 
 pytestmark = pytest.mark.envoy
@@ -34,8 +34,9 @@ def _config_matching(regex: str, **extra: Any) -> dict[str, Any]:
     return {"static_resources": {"listeners": [listener]}, **extra}
 
 
-def test_envoy_accepts_an_istio_sized_regex_with_the_sidecar_runtime() -> None:
-    ok, output = validate_config(_config_matching(EMAIL, layered_runtime=SIDECAR_RUNTIME))
+def test_envoy_accepts_an_istio_sized_regex_with_the_bootstrap_runtime() -> None:
+    runtime = build_bootstrap(node_id="n", node_cluster="c", xds_address=TcpAddress("127.0.0.1", 15010))["layered_runtime"]
+    ok, output = validate_config(_config_matching(EMAIL, layered_runtime=runtime))
     assert ok, output
 
 

@@ -73,12 +73,10 @@ def test_config_changes_push_what_they_affect():
     vs = Change(kinds=frozenset({"VirtualService"}))
     assert rds_needs_push(vs, proxy) and lds_needs_push(vs, proxy) and not cds_needs_push(vs, proxy)
     dr = Change(kinds=frozenset({"DestinationRule"}))
-    assert (
-        cds_needs_push(dr, proxy)
-        and eds_needs_push(dr, proxy)
-        and rds_needs_push(dr, proxy)
-        and not lds_needs_push(dr, proxy)
-    )
+    # Listeners read DestinationRules too: TCP hash policies, tunnels, AUTO_PASSTHROUGH subsets.
+    assert all(f(dr, proxy) for f in (cds_needs_push, eds_needs_push, rds_needs_push, lds_needs_push))
+    sidecar_change = Change(kinds=frozenset({"Sidecar"}))
+    assert not lds_needs_push(sidecar_change, gateway)
     gw = Change(kinds=frozenset({"Gateway"}))
     assert lds_needs_push(gw, gateway) and rds_needs_push(gw, gateway)
     assert not lds_needs_push(gw, proxy) and not rds_needs_push(gw, proxy)

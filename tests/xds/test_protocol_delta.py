@@ -207,3 +207,15 @@ def test_subscription_before_any_snapshot_is_answered_on_first_snapshot() -> Non
     assert sends(stream.receive(delta(EDS, subscribe=("a",)), None)) == []
     pushed = [(s.type_url, dict(s.resources)) for s in sends(stream.update(BASE))]
     assert pushed == [(CDS, {"a": "c1", "b": "c1"}), (EDS, {"a": "e1"})]
+
+
+def test_reconnect_holding_current_endpoints_shows_synced_not_unsent() -> None:
+    stream = DeltaStream()
+    stream.receive(delta(CDS, initial={"a": "c1", "b": "c1"}), BASE)
+    assert sends(stream.receive(delta(EDS, subscribe=("a", "b"), initial={"a": "e1", "b": "e1"}), BASE)) == []
+    assert states(stream, BASE)["EDS"] == SyncState.SYNCED
+    # Holding an old version is not in sync until the answer is ACKed.
+    other = DeltaStream()
+    other.receive(delta(CDS, initial={"a": "c1", "b": "c1"}), BASE)
+    other.receive(delta(EDS, subscribe=("a", "b"), initial={"a": "old", "b": "e1"}), BASE)
+    assert states(other, BASE)["EDS"] == SyncState.STALE

@@ -261,3 +261,17 @@ def test_push_order_is_clusters_endpoints_listeners_routes() -> None:
 def test_empty_type_url_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="type_url"):
         SotwStream().receive(sotw(""), BASE)
+
+
+def test_a_name_envoy_still_asks_for_but_the_snapshot_dropped_does_not_make_it_stale() -> None:
+    # A draining listener keeps its route subscribed after the route left the snapshot.
+    both = View({CDS: {"a": "c1"}, LDS: {"http": "l1"}, RDS: {"local": "r1", "gone": "r1"}})
+    stream = SotwStream()
+    send = only_send(stream.receive(sotw(RDS, ("local", "gone")), both))
+    stream.receive(ack_of(send, names=("local", "gone")), both)
+    now = View({CDS: {"a": "c1"}, LDS: {"http": "l1"}, RDS: {"local": "r1"}})
+    stream.update(now)
+    assert states(stream, now)["RDS"] == SyncState.SYNCED
+    changed = View({CDS: {"a": "c1"}, LDS: {"http": "l1"}, RDS: {"local": "r2"}})
+    stream.update(changed)
+    assert states(stream, changed)["RDS"] == SyncState.STALE

@@ -40,7 +40,7 @@ import httpx
 from malla.agent.gateway_credentials import CredentialFiles, credentials_dir
 from malla.agent.gateway_identity import MESH_SECRETS, GatewayIdentity, SecretMerge
 from malla.agent.gateway_sds import SdsServer
-from malla.agent.run import SIDECAR_RUNTIME, AgentError, Progress
+from malla.agent.run import AgentError, Progress
 from malla.agent.workload_identity import IdentityError, IdentityOptions
 from malla.controlplane.home import ControlPlaneState
 from malla.discovery.proxies import node_metadata
@@ -288,7 +288,6 @@ class GatewayAgent:
             mode=o.xds_mode.value, node_metadata=node_metadata(proxy, workload_name=o.name),
         )
         bootstrap["static_resources"]["clusters"].append(_sds_cluster(sds_socket))
-        bootstrap["layered_runtime"] = SIDECAR_RUNTIME  # Istio-sized regexes, as on sidecars
         return bootstrap
 
     # -- while running ------------------------------------------------------------

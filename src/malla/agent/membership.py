@@ -6,7 +6,9 @@ nothing of the workload: this loop notices (its key is missing) and
 registers it again, so the service keeps receiving traffic. It reads the
 home's ``controlplane.json`` each round, so a control plane that came back
 with another API port is found too; one whose xDS address changed cannot
-be followed by a running Envoy, and that is said loudly.
+be followed by a running Envoy, and that is said loudly. An agent on
+another host has no such file (``home=None``): its control plane stays at
+the address it was given.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def keep_registered(agent: Agent, *, home: Path, interval: float = 2.0) -> threading.Thread:
+def keep_registered(agent: Agent, *, home: Path | None, interval: float = 2.0) -> threading.Thread:
     """Start the loop on a daemon thread; it ends when the agent starts stopping."""
 
     def loop() -> None:
         warned_xds = False
         while not agent.stopping.wait(interval):
-            state = ControlPlaneState.read(home)
+            state = ControlPlaneState.read(home) if home is not None else agent.state
             if state is None:
                 continue
             if state.xds_address != agent.state.xds_address and not warned_xds:

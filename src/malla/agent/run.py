@@ -61,17 +61,6 @@ from malla.telemetry.workload import WorkloadTelemetry
 
 log = logging.getLogger(__name__)
 
-# Envoy refuses a regex whose RE2 program exceeds 100 instructions unless told
-# otherwise; Istio's bootstrap allows 32768, so Istio-valid header and URI regexes
-# (an e-mail pattern is about 750) are accepted by malla's sidecars too.
-SIDECAR_RUNTIME: dict[str, Any] = {
-    "layers": [
-        {"name": "global config", "static_layer": {"re2.max_program_size.error_level": 32768}},
-        {"name": "admin", "admin_layer": {}},
-    ]
-}
-
-
 class AgentError(RuntimeError):
     """The workload could not join the mesh; the message says why."""
 
@@ -166,11 +155,11 @@ class Agent:
         bootstrap = build_bootstrap(
             node_id=node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=self.xds_address(),
             mode=o.xds_mode.value, node_metadata=node_metadata(proxy, workload_name=o.name),
+            xds_transport_socket=self.xds_transport_socket(),
         )
-        bootstrap["layered_runtime"] = SIDECAR_RUNTIME
         self.identity = SidecarIdentity(self.state, IdentityOptions(
             namespace=o.namespace, service_account=proxy.service_account, cert_ttl=o.cert_ttl, join_token=o.join_token,
-        ), node_id=node_id, name=o.name, home=o.home)
+        ), node_id=node_id, name=o.name, home=self.state_home())
         bootstrap["static_resources"]["clusters"].append(sds_cluster(self.identity.socket_path))
         workdir = self.options.home / "workloads" / node_id.split("~")[2]
         envoy = self.envoy_process(bootstrap, workdir=workdir)
@@ -210,6 +199,16 @@ class Agent:
 
     def app_port(self, spec: PortSpec) -> int:
         return free_port()
+
+    # -- where the control plane is (overridden by malla.agent.remote.RemoteAgent) --
+
+    def state_home(self) -> Path | None:
+        """The home whose controlplane.json follows the control plane (None: ``self.state`` is fixed)."""
+        return self.options.home
+
+    def xds_transport_socket(self) -> dict[str, Any] | None:
+        """The ADS connection's transport socket (None: plaintext, to the local control plane)."""
+        return None
 
     def xds_address(self) -> TcpAddress:
         host, _, port = self.state.xds_address.rpartition(":")
@@ -370,14 +369,11 @@ class Agent:
             pass
 
 
-def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None) -> int:
-    """Run the workload to completion; returns the app's exit status."""
-    if options.transparent:
-        from malla.agent.transparent import TransparentAgent  # it imports this module
-
-        agent: Agent = TransparentAgent(options, state, progress=progress)
-    else:
-        agent = Agent(options, state, progress=progress)
+def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = lambda _m: None,
+        agent: Agent | None = None) -> int:
+    """Run the workload to completion (with `agent`, when given); returns the app's exit status."""
+    if agent is None:
+        agent = _make_agent(options, state, progress=progress)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum: int, _frame: Any) -> None:
@@ -390,7 +386,7 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         supervise_sidecar(agent)
         if agent.start_app() is not None and options.ports and agent.wait_app_ready():
             agent.register()
-            keep_registered(agent, home=options.home)
+            keep_registered(agent, home=agent.state_home())
         code = agent.wait_app()
         # A workload stopped because its sidecar kept crashing has failed, however its app exited.
         return 1 if agent.sidecar_failed and code == 0 else code
@@ -398,6 +394,14 @@ def run(options: RunOptions, state: ControlPlaneState, *, progress: Progress = l
         agent.shutdown()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _make_agent(options: RunOptions, state: ControlPlaneState, *, progress: Progress) -> Agent:
+    if options.transparent:
+        from malla.agent.transparent import TransparentAgent  # it imports this module
+
+        return TransparentAgent(options, state, progress=progress)
+    return Agent(options, state, progress=progress)
 
 
 def _spawn_app(command: list[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:

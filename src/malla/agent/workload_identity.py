@@ -15,9 +15,10 @@ reason; an unreachable CA is retried until the start-up timeout.
 
 A sidecar's identity (``SidecarIdentity``) is a ``WorkloadIdentityThread``:
 the rotator and an SDS server on a Unix socket in a private directory of
-its own (short, as socket paths are limited to 107 bytes), started before
-Envoy so that Envoy's first request finds the certificate. Its status goes
-to the control plane (``malla.agent.identity_report``).
+its own (``malla.agent.sds_dirs``: short, as socket paths are limited to
+107 bytes; those of killed agents are swept), started before Envoy so that
+Envoy's first request finds the certificate. Its status goes to the control
+plane (``malla.agent.identity_report``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ import grpc
 from malla.agent.identity import CertificateRotator, Fetch, IdentityStatus, WorkloadCertificate, ca_fetcher
 from malla.agent.identity_report import IdentityReporter
 from malla.agent.sds import WorkloadIdentityThread
+from malla.agent.sds_dirs import make_socket_dir
 from malla.ca.runner import ca_dir
 from malla.ca.service import CertificateRequestError
 from malla.ca.spiffe import Identity
@@ -76,7 +77,7 @@ def make_fetch(state: ControlPlaneState, options: IdentityOptions) -> Fetch:
     def fetcher(token: str) -> Fetch:
         return ca_fetcher(address=state.ca_address, join_address=state.ca_join_address, ca_bundle=bundle,
                           token=token, namespace=options.namespace,
-                          service_account=options.service_account)
+                          service_account=options.service_account, server_name=state.ca_server_name or None)
 
     if options.join_token:
         return fetcher(options.join_token)
@@ -146,7 +147,7 @@ class SidecarIdentity:
                  name: str, home: Path | None = None) -> None:
         self._state, self._options = state, options
         self._node_id, self._name, self._home = node_id, name, home
-        self._dir = Path(tempfile.mkdtemp(prefix="malla-sds-"))  # mode 0700: the key goes through it
+        self._dir = make_socket_dir()  # mode 0700: the key goes through it
         self.socket_path = str(self._dir / "sds.sock")
         self.thread: WorkloadIdentityThread | None = None
         self.reporter: IdentityReporter | None = None

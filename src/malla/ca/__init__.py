@@ -11,9 +11,12 @@ Layers, inside out:
   `ca-key.pem`, `cert-chain.pem`), checked on load; the self-signed root.
 - `authority`: signing (SPIFFE X.509-SVID rules, TTLs) and root rotation.
   No transport, clock injected.
-- `tokens`: join tokens (HMAC-signed, namespace + service account + expiry).
+- `tokens`: join tokens (HMAC-signed, namespace + service account + expiry),
+  with hints for an agent on another host (the roots' hashes, the join port).
+- `discovery`: how that agent learns the roots, pinned by the token's hashes.
 - `messages`: Istio's `IstioCertificateRequest/Response`, built at run time.
 - `service`: the grpc.aio `IstioCertificateService` on an mTLS port (15012,
-  renewals) and a join port (15013, tokens), and `request_certificate`.
+  renewals) and a join port (15013, tokens), and `request_certificate`; its
+  handler and credentials also serve on the control plane's own 15012.
 - `runner`: the CA of a home directory, served from a thread of its own.
 """

@@ -52,6 +52,11 @@ class CAServerThread:
         self._thread: threading.Thread | None = None
 
     @property
+    def ca(self) -> CAServer:
+        """The served CA: its handler and credentials can serve on another server too."""
+        return self._server
+
+    @property
     def port(self) -> int | None:
         return self._server.port
 

@@ -18,7 +18,13 @@ not ask for one; it cannot ask and accept its absence as Go's
 
 The serving certificate (DNS/IP SANs of `serving_hosts`) is signed by the CA
 itself and re-issued at half-life, or as soon as the signing CA or the trust
-bundle changes: gRPC asks for the current one at every handshake.
+bundle changes: gRPC asks for the current one at every handshake. Inside
+``malla up`` it also names ``CONTROL_PLANE_SAN``, the name agents on other
+hosts check whatever address they dial (workload certificates carry only a
+SPIFFE URI, so no workload can pass for the control plane). Both ports also
+serve the trust bundle to anyone (``malla.ca.discovery``), and a control
+plane can serve the same certificate handler and credentials on a server of
+its own (``handler()``, ``credentials()``: istiod's 15012, with ADS beside).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from malla.ca.authority import (
     IdentityMismatchError,
     IssuedCertificate,
 )
+from malla.ca.discovery import trust_bundle_handler
 from malla.ca.messages import (
     FULL_METHOD,
     METHOD,
@@ -56,6 +63,8 @@ _log = logging.getLogger(__name__)
 DEFAULT_PORT = 15012
 DEFAULT_JOIN_PORT = 15013
 DEFAULT_SERVING_HOSTS = ("localhost", "127.0.0.1")
+# The control plane's name in its serving certificate, as istiod's discovery address.
+CONTROL_PLANE_SAN = "istiod.istio-system.svc"
 NAMESPACE_KEY = "namespace"
 SERVICE_ACCOUNT_KEY = "serviceAccount"
 
@@ -155,7 +164,8 @@ def _bearer(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-def _peer_cert(context: grpc.aio.ServicerContext) -> bytes | None:
+def peer_certificate(context: grpc.aio.ServicerContext) -> bytes | None:
+    """The client certificate (PEM) gRPC verified on this call; None without mTLS."""
     found = context.auth_context().get("x509_pem_cert")
     return found[0] if found else None
 
@@ -230,11 +240,8 @@ class CAServer:
         if port is None and join_port is None:
             raise ValueError("start: give port (mTLS), join_port (join tokens), or both")
         server = grpc.aio.server()
-        handler = grpc.unary_unary_rpc_method_handler(
-            self._create_certificate, request_deserializer=IstioCertificateRequest.FromString,
-            response_serializer=IstioCertificateResponse.SerializeToString)
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, {METHOD: handler}),))
+        authority = self.service.authority
+        server.add_generic_rpc_handlers((self.handler(), trust_bundle_handler(authority.trust_bundle_pem)))
         bind_host = f"[{host}]" if ":" in host else host
         if port is not None:
             self.port = self._bind(server, f"{bind_host}:{port}", mtls=True)
@@ -244,8 +251,19 @@ class CAServer:
         self._server = server
         _log.info("CA listening: mTLS port %s, join port %s", self.port, self.join_port)
 
+    def handler(self) -> grpc.GenericRpcHandler:
+        """`IstioCertificateService`, for this server or another one (any event loop)."""
+        method = grpc.unary_unary_rpc_method_handler(
+            self._create_certificate, request_deserializer=IstioCertificateRequest.FromString,
+            response_serializer=IstioCertificateResponse.SerializeToString)
+        return grpc.method_handlers_generic_handler(SERVICE, {METHOD: method})
+
+    def credentials(self, *, require_client_certificate: bool) -> grpc.ServerCredentials:
+        """TLS with the CA's serving certificate; with a client certificate required, mTLS."""
+        return self._serving.credentials(require_client_certificate=require_client_certificate)
+
     def _bind(self, server: grpc.aio.Server, address: str, *, mtls: bool) -> int:
-        creds = self._serving.credentials(require_client_certificate=mtls)
+        creds = self.credentials(require_client_certificate=mtls)
         try:
             bound = server.add_secure_port(address, creds)
         except RuntimeError:  # gRPC's bind failure says nothing useful
@@ -264,7 +282,7 @@ class CAServer:
     async def _create_certificate(self, request: object,
                                   context: grpc.aio.ServicerContext) -> object:
         try:
-            issued = self.service.create(request, peer_cert=_peer_cert(context),
+            issued = self.service.create(request, peer_cert=peer_certificate(context),
                                          bearer=_bearer(context))
         except (AuthenticationError, TokenError) as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))

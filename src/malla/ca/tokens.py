@@ -8,6 +8,14 @@ and an HMAC-SHA256 over it. `verify` checks the MAC in constant time, the
 expiry against the injected clock, and that the token covers the identity
 asked for. Renewals do not use tokens: they authenticate with the current
 certificate over mTLS (see `malla.ca.service`).
+
+A token may also carry what an agent on another host needs before it can
+trust anything (`JoinHints`, under the payload's `join` key): the hashes of
+the mesh's roots (kubeadm's discovery-token-ca-cert-hash, see
+`malla.ca.discovery`), the join port and the trust domain. The agent reads
+them with `read_hints`, which cannot check the MAC (only the control plane
+holds the secret): the hints are as trustworthy as the channel the token
+came through, which is the point of a secret token.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -62,6 +70,50 @@ class TokenClaims:
         return Identity(trust_domain, self.namespace, self.service_account_for(asked))
 
 
+@dataclass(frozen=True)
+class JoinHints:
+    """What a token tells the agent that holds it (unverified: see the module's docstring)."""
+
+    namespace: str
+    service_account: str
+    expires_at: int
+    ca_hashes: tuple[str, ...] = ()  # "sha256:<hex>" of each root's public key
+    join_port: int | None = None
+    trust_domain: str | None = None
+
+    def payload(self) -> dict[str, object]:
+        """The `join` object a token carries."""
+        found: dict[str, object] = {"ca": list(self.ca_hashes)}
+        if self.join_port is not None:
+            found["port"] = self.join_port
+        if self.trust_domain is not None:
+            found["td"] = self.trust_domain
+        return found
+
+
+def read_hints(token: str) -> JoinHints:
+    """The claims and join hints of `token`, without checking its MAC (the CA does that)."""
+    body, _, mac = token.strip().rpartition(".")
+    if not body.startswith(_PREFIX) or not mac:
+        raise TokenError("not a malla join token (expected 'malla1.<payload>.<mac>'); "
+                         "copy the whole output of 'malla token create'")
+    try:
+        data = json.loads(_unb64(body[len(_PREFIX):]))
+        claims = _claims(data)
+        join = data.get("join") or {}
+        if not isinstance(join, dict):
+            raise ValueError("join is not an object")
+        port = join.get("port")
+        return JoinHints(
+            namespace=claims.namespace, service_account=claims.service_account,
+            expires_at=claims.expires_at, ca_hashes=tuple(str(h) for h in join.get("ca") or ()),
+            join_port=int(port) if port is not None else None,
+            trust_domain=str(join["td"]) if join.get("td") else None)
+    except (ValueError, TypeError, binascii.Error):
+        raise TokenError("the join token is damaged (its payload cannot be read); "
+                         "copy the whole output of 'malla token create'") from None
+
+
 def load_or_create_secret(directory: Path | str) -> bytes:
     """The token secret kept in `directory`, made (32 random bytes, 0600) on first use."""
     path = Path(directory) / SECRET_FILE
@@ -93,8 +145,13 @@ class JoinTokens:
         self._clock = clock
 
     def create_token(self, namespace: str, service_account: str = ANY_SERVICE_ACCOUNT, *,
-                     ttl: timedelta | float) -> str:
-        """A token that lets an agent join as `namespace`/`service_account` until it expires."""
+                     ttl: timedelta | float, ca_hashes: Sequence[str] = (),
+                     join_port: int | None = None, trust_domain: str | None = None) -> str:
+        """A token that lets an agent join as `namespace`/`service_account` until it expires.
+
+        `ca_hashes`, `join_port` and `trust_domain` travel in it as `JoinHints`
+        for an agent on another host.
+        """
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
         if seconds <= 0:
             raise ValueError(f"ttl: {seconds} s; a token needs a positive lifetime")
@@ -102,8 +159,11 @@ class JoinTokens:
         if service_account != ANY_SERVICE_ACCOUNT:
             check_segment("service_account", service_account)
         now = int(self._clock())
-        payload = {"ns": namespace, "sa": service_account, "iat": now,
-                   "exp": now + max(1, int(seconds)), "jti": secrets.token_hex(8)}
+        payload: dict[str, object] = {"ns": namespace, "sa": service_account, "iat": now,
+                                      "exp": now + max(1, int(seconds)), "jti": secrets.token_hex(8)}
+        if ca_hashes or join_port is not None or trust_domain is not None:
+            payload["join"] = JoinHints(namespace, service_account, 0, tuple(ca_hashes), join_port,
+                                        trust_domain).payload()
         body = _PREFIX + _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
         return f"{body}.{_b64(self._mac(body.encode()))}"
 

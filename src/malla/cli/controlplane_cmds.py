@@ -34,6 +34,8 @@ def up(
     monitoring_port: Annotated[int, typer.Option(help="Control-plane metrics.")] = 15014,
     ca_port: Annotated[int, typer.Option(help="CA: certificate renewals over mTLS.")] = 15012,
     ca_join_port: Annotated[int, typer.Option(help="CA: first certificates, with a join token.")] = 15013,
+    mtls_host: Annotated[str | None, typer.Option(
+        help="Address the mTLS port (xDS + CA) and the join port listen on (default 127.0.0.1; 0.0.0.0: agents on other hosts).")] = None,
     debounce_ms: Annotated[int, typer.Option(help="Quiet period before a push.")] = 100,
     debounce_max_ms: Annotated[int, typer.Option(help="Longest a change may wait.")] = 10_000,
     zipkin_address: Annotated[str | None, typer.Option(
@@ -62,13 +64,14 @@ def up(
             "--debounce-ms", str(debounce_ms),
             "--debounce-max-ms", str(debounce_max_ms), "--trace-sampling", str(trace_sampling)]
     args += ["--zipkin-address", zipkin_address] if zipkin_address else []
+    args += ["--mtls-host", mtls_host] if mtls_host else []
     for d in config_dirs:
         args += ["--config", str(d)]
     if detach:
         _start_detached(home_path, args)
         return
     _run_foreground(home_path, config_dirs, xds_port, api_port, monitoring_port, debounce_ms, debounce_max_ms,
-                    ca_ports=(ca_port, ca_join_port), tracing=tracing)
+                    ca_ports=(ca_port, ca_join_port), tracing=tracing, mtls_host=mtls_host)
 
 
 def _tracing_options(zipkin_address: str | None, trace_sampling: float) -> dict[str, Any]:
@@ -89,7 +92,8 @@ def _tracing_options(zipkin_address: str | None, trace_sampling: float) -> dict[
 
 def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, api_port: int,
                     monitoring_port: int, debounce_ms: int, debounce_max_ms: int, *,
-                    ca_ports: tuple[int, int] = (15012, 15013), tracing: dict[str, Any] | None = None) -> None:
+                    ca_ports: tuple[int, int] = (15012, 15013), tracing: dict[str, Any] | None = None,
+                    mtls_host: str | None = None) -> None:
     from malla.controlplane.server import ControlPlane, ControlPlaneOptions, StartupError
     from malla.discovery.debounce import DebounceSettings
 
@@ -98,7 +102,7 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     options = ControlPlaneOptions(
         home=home, config_dirs=config_dirs, xds_port=xds_port, api_port=api_port, monitoring_port=monitoring_port,
-        ca_port=ca_ports[0], ca_join_port=ca_ports[1],
+        ca_port=ca_ports[0], ca_join_port=ca_ports[1], mtls_host=mtls_host,
         debounce=DebounceSettings(quiet=debounce_ms / 1000, max_delay=debounce_max_ms / 1000),
     )
     if tracing:
@@ -113,8 +117,11 @@ def _run_foreground(home: Path, config_dirs: tuple[Path, ...], xds_port: int, ap
     console.print(f"  xDS         {state.xds_address}\n  API         {state.api_url}\n  monitoring  {state.monitoring_url}")
     mesh = cp.discovery.mesh
     console.print(f"  traces      {mesh.zipkin_address} (Zipkin API, {mesh.trace_sampling:g}% of requests)")
-    console.print(f"  CA          {state.ca_address} (renewals, mTLS), {state.ca_join_address} (join tokens); "
+    console.print(f"  CA          {state.ca_address} (xDS and renewals, mTLS), {state.ca_join_address} (join tokens); "
                   f"trust domain {state.trust_domain}, root {escape(state.ca_root_cert)}")
+    if mtls_host:
+        console.print(f"  mTLS ports  listening on {escape(mtls_host)}: agents on other hosts join with "
+                      "'malla token create' and 'malla run --controlplane'")
     for d in config_dirs:
         console.print(f"  watching    {escape(str(d))}")
     for path, problems in cp.source.problems.items():

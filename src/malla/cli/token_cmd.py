@@ -1,9 +1,11 @@
 """``malla token create``: a join token for an agent that cannot read the control plane's home.
 
 The token is printed alone on stdout (``TOKEN=$(malla token create ...)``);
-what to do with it goes to stderr. ``-o json|yaml`` prints everything the
-other host needs: the token, its expiry, the CA's addresses and the trust
-bundle (save ``rootCert`` to a file).
+what to do with it goes to stderr. It carries the hash of the mesh's roots,
+the join port and the trust domain, so ``malla run --controlplane HOST
+--join-token TOKEN`` on the other host needs nothing else. ``-o json|yaml``
+prints the token, its expiry, the CA's addresses, the roots' hashes and the
+trust bundle (save ``rootCert`` to a file for ``--ca-root``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def create(
     left = max(0, int(data["expiresAt"] - time.time()))
     err_console.print(
         f"[dim]join token for {escape(who)} in namespace {escape(namespace)}, valid {left} s, trust domain "
-        f"{escape(data['trustDomain'])}; CA join port {escape(data['caJoinAddress'])}, renewals "
-        f"{escape(data['caAddress'])}. On the other host: malla run --join-token TOKEN ... "
-        f"(-o json also gives the trust bundle)[/dim]")
+        f"{escape(data['trustDomain'])}; CA join port {escape(data['caJoinAddress'])}, xDS and renewals "
+        f"{escape(data['caAddress'])}. On the other host: malla run --controlplane THIS_HOST:"
+        f"{escape(data['caAddress'].rpartition(':')[2])} --join-token TOKEN ... (the token carries the CA's hash; "
+        f"the mTLS ports must listen where that host reaches them: malla up --mtls-host)[/dim]")

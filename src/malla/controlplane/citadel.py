@@ -8,6 +8,12 @@ agents' reports of their current certificate. Out: a running
 ``IstioCertificateService`` (``malla.ca``), join tokens for agents on other
 hosts, root rotation steps, and the certificate board ``malla status``
 shows, with the time left computed when asked, never when reported.
+
+Given the running xDS server, the mTLS port is istiod's 15012: ADS, the
+renewals and the remote agents' API on one port
+(``malla.controlplane.mesh_tls``); the join port stays on the CA's own
+thread. Join tokens carry what an agent on another host needs to trust this
+CA: the roots' hashes, the join port and the trust domain.
 """
 
 from __future__ import annotations
@@ -15,18 +21,25 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 from cryptography import x509
 
 from malla.ca import material as files
 from malla.ca.authority import CAError, CertificateAuthority
+from malla.ca.discovery import root_hashes
 from malla.ca.runner import CAServerThread, ca_dir, open_ca
+from malla.ca.service import CONTROL_PLANE_SAN
 from malla.ca.tokens import ANY_SERVICE_ACCOUNT, JoinTokens, TokenError
+from malla.controlplane.mesh_tls import MeshTlsServer
+from malla.xds.runner import XdsServerThread
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 ROTATION_STEPS = ("begin", "activate", "retire")
 # A report older than this, from an agent that promised to report on every
@@ -57,30 +70,50 @@ class Citadel:
     server: CAServerThread
     host: str
     board: IdentityBoard = field(default_factory=lambda: IdentityBoard())
+    mesh: MeshTlsServer | None = None  # the mTLS port with ADS beside the CA (istiod's 15012)
 
     @classmethod
-    def start(cls, home: Path, *, host: str, port: int, join_port: int, trust_domain: str) -> Citadel:
+    def start(cls, home: Path, *, host: str, port: int, join_port: int, trust_domain: str,
+              bind_host: str | None = None, xds: XdsServerThread | None = None,
+              services: Sequence[grpc.GenericRpcHandler] = ()) -> Citadel:
+        """Serve the home's CA. `bind_host`: where the CA ports listen (default `host`, which
+        agents on this host dial); `xds`: serve its ADS streams and `services` on the mTLS port."""
+        bind = bind_host or host
         for number, what, flag in ((port, "renewals", "--ca-port"), (join_port, "join tokens", "--ca-join-port")):
-            _check_free(host, number, what=what, flag=flag)
+            _check_free(bind, number, what=what, flag=flag)
         try:
             authority, tokens = open_ca(home, trust_domain=trust_domain)
         except (ValueError, TokenError, OSError) as exc:  # CAMaterialError is a ValueError
             raise CitadelError(f"cannot open the CA in {ca_dir(home)}: {exc}") from exc
-        server = CAServerThread(authority, tokens=tokens, host=host, port=port, join_port=join_port,
-                                serving_hosts=tuple(dict.fromkeys(("localhost", "127.0.0.1", host))))
+        names = ("localhost", "127.0.0.1", host, bind, CONTROL_PLANE_SAN)
+        server = CAServerThread(authority, tokens=tokens, host=bind, port=None if xds else port, join_port=join_port,
+                                serving_hosts=tuple(n for n in dict.fromkeys(names) if n not in WILDCARD_HOSTS))
         try:
             server.start()
         except (OSError, TimeoutError) as exc:
             raise CitadelError(f"{exc} with --ca-port (renewals, 15012) or --ca-join-port (join tokens, 15013)"
                                ) from exc
-        return cls(authority=authority, tokens=tokens, server=server, host=host)
+        citadel = cls(authority=authority, tokens=tokens, server=server, host=host)
+        if xds is not None:
+            services = (server.ca.handler(), *services)
+            ca = server.ca
+            citadel.mesh = MeshTlsServer(xds, credentials=lambda: ca.credentials(require_client_certificate=True),
+                                         services=services, trust_domain=trust_domain)
+            try:
+                citadel.mesh.start(host=bind, port=port)
+            except (OSError, TimeoutError) as exc:
+                server.stop(grace=0)
+                raise CitadelError(f"{exc}; choose another port with --ca-port") from exc
+        return citadel
 
     def stop(self) -> None:
+        if self.mesh is not None:
+            self.mesh.stop()
         self.server.stop(grace=0.5)
 
     @property
     def address(self) -> str:
-        return _join(self.host, self.server.port)
+        return _join(self.host, self.mesh.port if self.mesh is not None else self.server.port)
 
     @property
     def join_address(self) -> str:
@@ -96,13 +129,16 @@ class Citadel:
     def create_token(self, *, namespace: str, service_account: str | None, ttl: float) -> dict[str, Any]:
         """A join token and everything an agent on another host needs with it."""
         account = service_account or ANY_SERVICE_ACCOUNT
-        token = self.tokens.create_token(namespace, account, ttl=ttl)
+        bundle = self.authority.trust_bundle_pem()
+        hashes = root_hashes(bundle)
+        token = self.tokens.create_token(namespace, account, ttl=ttl, ca_hashes=hashes,
+                                         join_port=self.server.join_port, trust_domain=self.authority.trust_domain)
         claims = self.tokens.verify(token)
         return {
             "token": token, "namespace": namespace, "serviceAccount": account,
             "expiresAt": claims.expires_at, "trustDomain": self.authority.trust_domain,
             "caAddress": self.address, "caJoinAddress": self.join_address,
-            "rootCert": self.authority.trust_bundle_pem().decode(),
+            "caCertHashes": list(hashes), "rootCert": bundle.decode(),
         }
 
     def describe(self) -> dict[str, Any]:

@@ -38,6 +38,9 @@ class ControlPlaneState:
     ca_join_address: str = ""  # "127.0.0.1:15013": first certificates, with a join token
     ca_root_cert: str = ""  # the trust bundle's file (<home>/ca/root-cert.pem)
     trust_domain: str = "cluster.local"
+    # The name the CA's serving certificate is checked against (empty: the host of the address);
+    # an agent on another host checks istiod's name, whatever address it dials.
+    ca_server_name: str = ""
 
     def write(self, home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)

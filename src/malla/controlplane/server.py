@@ -31,6 +31,7 @@ from malla.controlplane.api import build_app
 from malla.controlplane.citadel import Citadel, CitadelError
 from malla.controlplane.home import ControlPlaneState, applied_dir
 from malla.controlplane.monitoring import MonitoringServer
+from malla.controlplane.remote_agents import AgentApiService
 from malla.controlplane.zipkin import span_store, with_collector
 from malla.discovery.debounce import DebounceSettings
 from malla.discovery.service import DiscoveryService
@@ -56,8 +57,10 @@ class ControlPlaneOptions:
     api_port: int = 20001
     monitoring_port: int = 15014
     dns_port: int = 0  # mesh DNS, UDP and TCP (0: a free port; controlplane.json says which)
-    ca_port: int = 15012  # certificate renewals over mTLS
+    ca_port: int = 15012  # xDS and certificate renewals over mTLS (istiod's 15012)
     ca_join_port: int = 15013  # first certificates, with a join token
+    # Where 15012 and 15013 listen (None: `host`); 0.0.0.0 lets agents on other hosts join.
+    mtls_host: str | None = None
     # Every sidecar gets its certificate from its agent's SDS server ("sds-grpc"): mTLS by default.
     mesh: MeshConfig = field(
         default_factory=lambda: MeshConfig(enable_auto_mtls=True, default_mtls_mode="PERMISSIVE", sds_cluster="sds-grpc")
@@ -134,7 +137,8 @@ class ControlPlane:
             ) from exc
         try:
             self.citadel = Citadel.start(self.home, host=o.host, port=o.ca_port, join_port=o.ca_join_port,
-                                         trust_domain=o.mesh.trust_domain)
+                                         trust_domain=o.mesh.trust_domain, bind_host=o.mtls_host, xds=self.xds,
+                                         services=(AgentApiService(self),))
         except CitadelError as exc:
             self._monitoring.stop()
             self.xds.stop()
@@ -221,12 +225,12 @@ class ControlPlane:
         self.discovery._wake.set()
         if self._api_server is not None:
             self._api_server.should_exit = True
+        if self.citadel is not None:  # first: its mTLS port runs on the xDS server's loop
+            self.citadel.stop()
         self.xds.stop()
         if self._monitoring is not None:
             self._monitoring.stop()
         self.dns.stop()
-        if self.citadel is not None:
-            self.citadel.stop()
         self.spans.close()
         for t in self._threads:
             t.join(5)

@@ -23,6 +23,21 @@ _HTTP_OPTIONS_TYPE = "type.googleapis.com/" + _HTTP_OPTIONS_NAME
 
 XdsMode = Literal["sotw", "delta"]
 
+# Envoy refuses a regex whose RE2 program exceeds 100 instructions unless its runtime
+# says otherwise; Istio's bootstrap allows 32768, so the header and URI regexes Istio
+# accepts (an e-mail pattern is about 750) are accepted by every Envoy malla starts.
+RE2_MAX_PROGRAM_SIZE = 32768
+
+
+def layered_runtime() -> dict[str, Any]:
+    """The runtime of every bootstrap: Istio's RE2 program size limit, then an admin layer."""
+    return {
+        "layers": [
+            {"name": "global config", "static_layer": {"re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE}},
+            {"name": "admin", "admin_layer": {}},
+        ]
+    }
+
 
 @dataclass(frozen=True)
 class TcpAddress:
@@ -70,6 +85,8 @@ def build_bootstrap(
 
     `initial_fetch_timeout_s=0` (Istio's choice) keeps Envoy un-ready until
     the control plane has answered, so "ready" means "configured".
+    The runtime (`layered_runtime()`) raises the RE2 program size limit to Istio's
+    and keeps an admin layer for runtime overrides.
     `reconnect_backoff_s` is (base, max) of Envoy's jittered reconnect backoff
     towards the control plane. `xds_transport_socket` (e.g. mTLS to 15012),
     `stats_config` and `stats_sinks` are passed through as given.
@@ -92,6 +109,7 @@ def build_bootstrap(
             "clusters": [_xds_cluster(xds_address, xds_transport_socket)],
         },
         "admin": {"address": _address(admin_address)},
+        "layered_runtime": layered_runtime(),
     }
     if stats_config is not None:
         bootstrap["stats_config"] = dict(stats_config)

@@ -41,6 +41,12 @@ answers the workload's own address for mesh names. TLS/HTTPS ports route by
 SNI, so several services can share one; a plain TCP port belongs to the
 first service by host name.
 
+A Sidecar resource adds Istio's own listeners: ``ingress`` ports replace the
+registered ones (``BIND_PORT`` listeners, or chains of ``virtualInbound``,
+to each port's ``defaultEndpoint``, see ``sidecar_ingress``), and an
+``egress`` listener with a port gets ``BIND_PORT`` (default: the proxy's
+address) for its hosts only (``listeners_egress``).
+
 Gateways (router proxies) get Istio's layout: ``0.0.0.0_PORT`` per Gateway
 server port, route configurations ``http.PORT`` and
 ``https.PORT.NAME.GATEWAY.NAMESPACE``.

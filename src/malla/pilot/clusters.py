@@ -7,7 +7,8 @@ replaces those deprecated types), ORIGINAL_DST for ``resolution: NONE`` (or a
 dynamic forward proxy when the app uses its sidecar as an explicit HTTP
 proxy, since there is no original destination to pass through to).
 Each carries its DestinationRule's policy for that port and subset.
-Inbound clusters ``inbound|PORT||`` send to the app's local address. The
+Inbound clusters ``inbound|PORT||`` send to the app's local address (or to a
+Sidecar ingress listener's ``defaultEndpoint``, see ``sidecar_ingress``). The
 specials are Istio's: ``BlackHoleCluster``, ``PassthroughCluster`` and, for
 transparent capture, ``InboundPassthroughCluster``.
 """
@@ -31,9 +32,11 @@ from malla.pilot.cluster_tls import (
 )
 from malla.pilot.destination_rules import EffectivePolicy, MergedRule
 from malla.pilot.endpoints import assignment, locality_policy, select_endpoints, socket_address
+from malla.pilot.auto_passthrough import build_sni_dnat_clusters
 from malla.pilot.proto_values import ads_source, duration, typed
 from malla.pilot.protocol import Protocol
 from malla.pilot.services import Endpoint, Resolution, Service, ServicePort
+from malla.pilot.sidecar_ingress import inbound_ports, terminated_protocol
 from malla.pilot.sidecar_scope import SidecarScope, build_scope
 from malla.pilot.snapshot import CaptureMode, MeshConfig, MeshSnapshot, Proxy
 from malla.pilot.traffic_policy import (
@@ -66,7 +69,9 @@ def build_clusters(
     if outbound is None:
         outbound = build_outbound_clusters(proxy, snapshot, scope or build_scope(proxy, snapshot))
     out = list(outbound)
-    if not proxy.is_router:
+    if proxy.is_router:
+        out += build_sni_dnat_clusters(proxy, snapshot, outbound)
+    else:
         out += build_inbound_clusters(proxy, snapshot)
     out += build_special_clusters(proxy, snapshot.mesh)
     out += build_telemetry_clusters(proxy, snapshot.mesh)
@@ -256,22 +261,24 @@ def _apply_proxy_protocol(cluster: Cluster, proxy_protocol: object) -> None:
 
 
 def build_inbound_clusters(proxy: Proxy, snapshot: MeshSnapshot) -> list[Cluster]:
-    """``inbound|PORT||`` -> the app at ``app_address:app_port``, one per port the proxy serves."""
+    """``inbound|PORT||`` -> the app (``app_address:app_port``, or a Sidecar's ``defaultEndpoint``), per port served."""
     mesh = snapshot.mesh
     sidecar = snapshot.sidecar_scope(proxy)
-    pool = sidecar.spec.inbound_connection_pool if sidecar is not None else None
+    default_pool = sidecar.spec.inbound_connection_pool if sidecar is not None else None
     out = []
-    for inbound in proxy.inbound:
+    for inbound in inbound_ports(proxy, snapshot):
         name = names.inbound_cluster_name(inbound.port)
         cluster = Cluster(name=name, type=Cluster.STATIC, connect_timeout=duration(mesh.connect_timeout))
         cluster.lb_policy = Cluster.ROUND_ROBIN
         cla = cluster.load_assignment
         cla.cluster_name = name
         cla.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
-            socket_address(proxy.app_address, inbound.app_port)
+            socket_address(inbound.app_address, inbound.app_port)
         )
+        pool = inbound.connection_pool or default_pool
         cluster.circuit_breakers.CopyFrom(translate_circuit_breakers(pool))
-        options = translate_http_protocol_options(pool, protocol=inbound.protocol, mesh_h2_upgrade="DO_NOT_UPGRADE")
+        protocol = terminated_protocol(inbound.protocol) if inbound.tls is not None else inbound.protocol
+        options = translate_http_protocol_options(pool, protocol=protocol, mesh_h2_upgrade="DO_NOT_UPGRADE")
         if options is not None:
             cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(typed(options))
         out.append(cluster)

@@ -36,7 +36,7 @@ TERMINATING = ("SIMPLE", "MUTUAL", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL")
 AGENT_SDS_CLUSTER = "sds-grpc"  # Istio's name for the agent's SDS cluster
 FILE_CERT_PREFIX = "file-cert:"
 FILE_ROOT_PREFIX = "file-root:"
-_TLS_VERSIONS = {
+TLS_VERSIONS = {
     "TLSV1_0": common_pb2.TlsParameters.TLSv1_0,
     "TLSV1_1": common_pb2.TlsParameters.TLSv1_1,
     "TLSV1_2": common_pb2.TlsParameters.TLSv1_2,
@@ -145,18 +145,24 @@ def _binds(vs: Config, gateway: Config) -> bool:
     return False
 
 
+def server_tls_common(tls: Any, *, http: bool) -> tls_pb2.CommonTlsContext:
+    """The protocol versions, ciphers and ALPN of a server-side ``tls`` block (Gateway or Sidecar ingress)."""
+    common = tls_pb2.CommonTlsContext()
+    if tls.min_protocol_version in TLS_VERSIONS:
+        common.tls_params.tls_minimum_protocol_version = TLS_VERSIONS[tls.min_protocol_version]
+    if tls.max_protocol_version in TLS_VERSIONS:
+        common.tls_params.tls_maximum_protocol_version = TLS_VERSIONS[tls.max_protocol_version]
+    common.tls_params.cipher_suites.extend(tls.cipher_suites)
+    if http:
+        common.alpn_protocols.extend(["h2", "http/1.1"])
+    return common
+
+
 def translate_server_tls(server: GatewayServer, *, mesh: MeshConfig) -> tls_pb2.DownstreamTlsContext:
     """A Gateway server's ``tls`` -> the DownstreamTlsContext that terminates it."""
     tls = server.server.tls
     mode = tls.mode or "SIMPLE"
-    common = tls_pb2.CommonTlsContext()
-    if tls.min_protocol_version in _TLS_VERSIONS:
-        common.tls_params.tls_minimum_protocol_version = _TLS_VERSIONS[tls.min_protocol_version]
-    if tls.max_protocol_version in _TLS_VERSIONS:
-        common.tls_params.tls_maximum_protocol_version = _TLS_VERSIONS[tls.max_protocol_version]
-    common.tls_params.cipher_suites.extend(tls.cipher_suites)
-    if server.protocol.is_http or server.protocol is Protocol.HTTPS:
-        common.alpn_protocols.extend(["h2", "http/1.1"])
+    common = server_tls_common(tls, http=server.protocol.is_http or server.protocol is Protocol.HTTPS)
     if mode == "ISTIO_MUTUAL":
         common.tls_certificate_sds_secret_configs.append(
             sds_secret(names.WORKLOAD_CERT_SECRET, sds_cluster=mesh.sds_cluster)

@@ -142,6 +142,7 @@ _ROUTE_KINDS = frozenset({"VirtualService", "DestinationRule", "ServiceEntry", "
 _LISTENER_KINDS = frozenset(
     {
         "VirtualService",
+        "DestinationRule",  # hash policies, tunnels, AUTO_PASSTHROUGH subsets
         "ServiceEntry",
         "Service",
         "MeshConfig",

@@ -8,8 +8,11 @@ On each port: plain HTTP servers share one filter chain (route
 configuration ``http.PORT``); each server terminating TLS gets a chain
 matched by SNI (its hosts) with its certificates and its own route
 configuration; TLS PASSTHROUGH servers get a chain per VirtualService
-``tls`` route's ``sniHosts``; TCP servers forward as the first bound
-VirtualService ``tcp`` route says.
+``tls`` route's ``sniHosts``; AUTO_PASSTHROUGH servers a chain per mesh
+service port and subset, by Istio's SNI (``auto_passthrough``); TCP servers
+forward as the first bound VirtualService ``tcp`` route says. tcp_proxy
+filters carry their destination's hash policy and tunnel
+(``tcp_proxy_policy``).
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 
 from malla.pilot import names
+from malla.pilot.auto_passthrough import auto_passthrough_chains, is_auto_passthrough
 from malla.pilot.cluster_tls import TLS_SOCKET
 from malla.pilot.destination_rules import host_matches
 from malla.pilot.endpoints import socket_address
 from malla.pilot.gateways import GatewayServer, bound_hosts, servers_by_port, translate_server_tls
 from malla.pilot.http_connection_manager import build_http_connection_manager, hcm_filter
-from malla.pilot.network_filters import route_clusters, tcp_proxy_filter, tls_inspector
+from malla.pilot.network_filters import route_clusters, tls_inspector
 from malla.pilot.proto_values import typed
 from malla.pilot.routes_match import match_applies
 from malla.pilot.snapshot import MeshSnapshot, Proxy
+from malla.pilot.tcp_proxy_policy import tcp_proxy_to
 from malla.pilot.virtual_services import Destinations
 
 Listener = listener_pb2.Listener
@@ -63,7 +68,9 @@ def _chains(
     claimed: set[tuple[str, ...]] = set()
     plain_http = False
     for server in servers:
-        if server.passthrough:
+        if is_auto_passthrough(server):
+            chains += auto_passthrough_chains(server, proxy, snapshot, claimed=claimed)
+        elif server.passthrough:
             chains += _passthrough_chains(server, proxy, snapshot, destinations, claimed)
         elif server.terminates_tls:
             key = tuple(server.server_names())
@@ -120,7 +127,7 @@ def _passthrough_chains(
                     lc.FilterChain(
                         name=clusters[0][0],
                         filter_chain_match=lc.FilterChainMatch(server_names=sni),
-                        filters=[tcp_proxy_filter(stat_prefix=clusters[0][0], clusters=clusters)],
+                        filters=[tcp_proxy_to(clusters, stat_prefix=clusters[0][0], proxy=proxy, snapshot=snapshot)],
                     )
                 )
     return out
@@ -134,7 +141,8 @@ def _tcp_chain(
             if not tcp.match or any(_applies(m, server, proxy, vs.namespace) for m in tcp.match):
                 clusters = route_clusters(tcp.route, _cluster_for(destinations, vs.namespace, server.port))
                 name = clusters[0][0]
-                return lc.FilterChain(name=name, filters=[tcp_proxy_filter(stat_prefix=name, clusters=clusters)])
+                terminal = tcp_proxy_to(clusters, stat_prefix=name, proxy=proxy, snapshot=snapshot)
+                return lc.FilterChain(name=name, filters=[terminal])
     return None
 
 

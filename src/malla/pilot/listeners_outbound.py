@@ -10,12 +10,16 @@ TLS and HTTPS ports pick the service by SNI, so several can share a port
 (VirtualService ``tls`` routes by ``sniHosts``). Two plain-TCP services on
 one port cannot be told apart without an address of their own: the first by
 host name keeps the port. A port the proxy itself serves is never used.
+
+With a Sidecar, the per-port TCP listeners hold the services of its
+catch-all egress listener, and an egress listener with a port of its own
+gets its own listener (``listeners_egress``), which takes that port on the
+proxy's address when it binds there.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
@@ -24,13 +28,15 @@ from envoy.config.core.v3 import base_pb2
 from malla.pilot import names
 from malla.pilot.endpoints import socket_address
 from malla.pilot.http_connection_manager import build_http_connection_manager, hcm_filter
-from malla.pilot.network_filters import route_clusters, tcp_proxy_filter, tls_inspector
+from malla.pilot.listeners_egress import build_egress_listeners
+from malla.pilot.network_filters import tls_inspector
+from malla.pilot.outbound_chains import sni_chains, tcp_chain
 from malla.pilot.protocol import Protocol, effective_protocol
-from malla.pilot.routes_match import match_applies
 from malla.pilot.services import Service
-from malla.pilot.sidecar_scope import MESH_GATEWAY, SidecarScope
+from malla.pilot.sidecar_ingress import bound_inbound_ports
+from malla.pilot.sidecar_scope import SidecarScope
 from malla.pilot.snapshot import MeshSnapshot, Proxy
-from malla.pilot.virtual_services import Destinations, virtual_service_for
+from malla.pilot.virtual_services import Destinations
 
 Listener = listener_pb2.Listener
 
@@ -40,7 +46,11 @@ def outbound_port(proxy: Proxy, snapshot: MeshSnapshot) -> int:
 
 
 def build_outbound_listeners(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope) -> list[Listener]:
-    return [build_http_proxy_listener(proxy, snapshot), *build_tcp_listeners(proxy, snapshot, scope)]
+    taken = {(proxy.ip, outbound_port(proxy, snapshot)), *bound_inbound_ports(proxy, snapshot)}
+    egress = build_egress_listeners(proxy, snapshot, scope, taken=taken)
+    taken |= {(x.address.socket_address.address, x.address.socket_address.port_value) for x in egress}
+    tcp = build_tcp_listeners(proxy, snapshot, scope, taken=taken)
+    return [build_http_proxy_listener(proxy, snapshot), *tcp, *egress]
 
 
 def build_http_proxy_listener(proxy: Proxy, snapshot: MeshSnapshot) -> Listener:
@@ -60,13 +70,19 @@ def build_http_proxy_listener(proxy: Proxy, snapshot: MeshSnapshot) -> Listener:
     )
 
 
-def build_tcp_listeners(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope) -> list[Listener]:
-    taken = {outbound_port(proxy, snapshot), *(p.port for p in proxy.inbound)}
+def build_tcp_listeners(
+    proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, *, taken: set[tuple[str, int]]
+) -> list[Listener]:
+    """The catch-all egress listener's TCP and TLS service ports, each on the proxy's address unless ``taken``."""
+    catch_all = scope.catch_all
+    if catch_all is None:
+        return []
+    scope = scope.only(catch_all)
     by_port: dict[int, list[tuple[Service, Protocol]]] = defaultdict(list)
     for service in scope.services:
         for port in service.ports:
             protocol = effective_protocol(port.protocol, sniffing=snapshot.mesh.protocol_sniffing)
-            if protocol.is_tcp and port.port not in taken:
+            if protocol.is_tcp and (proxy.ip, port.port) not in taken:
                 by_port[port.port].append((service, protocol))
     destinations = Destinations(proxy, snapshot)
     out = []
@@ -84,65 +100,3 @@ def build_tcp_listeners(proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScop
             listener.listener_filters.append(tls_inspector())
         out.append(listener)
     return out
-
-
-def tcp_chain(
-    service: Service, port: int, proxy: Proxy, snapshot: MeshSnapshot, scope: SidecarScope, destinations: Destinations
-) -> lc.FilterChain:
-    default = names.outbound_cluster_name(service.hostname, port)
-    clusters = [(default, 100)]
-    vs = virtual_service_for(service.hostname, scope.virtual_services, domain=snapshot.mesh.domain)
-    if vs is not None:
-        for tcp in vs.spec.tcp:
-            if _l4_applies(tcp.match, port=port, proxy=proxy):
-                clusters = route_clusters(tcp.route, _cluster_for(destinations, vs.namespace, port))
-                break
-    return lc.FilterChain(name=default, filters=[tcp_proxy_filter(stat_prefix=default, clusters=clusters)])
-
-
-def sni_chains(
-    services: list[Service],
-    port: int,
-    proxy: Proxy,
-    snapshot: MeshSnapshot,
-    scope: SidecarScope,
-    destinations: Destinations,
-) -> list[lc.FilterChain]:
-    chains: list[lc.FilterChain] = []
-    claimed: set[str] = set()
-
-    def add(server_names: list[str], clusters: list[tuple[str, int]], name: str) -> None:
-        fresh = sorted(set(server_names) - claimed)
-        if fresh:
-            claimed.update(fresh)
-            match = lc.FilterChainMatch(server_names=fresh)
-            chains.append(
-                lc.FilterChain(
-                    name=name, filter_chain_match=match, filters=[tcp_proxy_filter(stat_prefix=name, clusters=clusters)]
-                )
-            )
-
-    for service in services:
-        vs = virtual_service_for(service.hostname, scope.virtual_services, domain=snapshot.mesh.domain)
-        for tls in vs.spec.tls if vs is not None else ():
-            for match in tls.match:
-                if _l4_applies([match], port=port, proxy=proxy):
-                    clusters = route_clusters(tls.route, _cluster_for(destinations, vs.namespace, port))
-                    add(list(match.sni_hosts), clusters, clusters[0][0])
-        default = names.outbound_cluster_name(service.hostname, port)
-        add([service.hostname], [(default, 100)], default)
-    return chains
-
-
-def _cluster_for(destinations: Destinations, namespace: str, port: int) -> Any:
-    return lambda d: destinations.cluster_for(d, namespace=namespace, port=port)
-
-
-def _l4_applies(matches: list[Any], *, port: int, proxy: Proxy) -> bool:
-    """TCP/TLS route matches decided per proxy: no match, or one whose port, labels and gateways fit."""
-    if not matches:
-        return True
-    return any(
-        match_applies(m, port=port, proxy_labels=proxy.labels, proxy_namespace=proxy.namespace, gateway=MESH_GATEWAY)
-        for m in matches
-    )

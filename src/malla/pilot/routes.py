@@ -8,7 +8,7 @@ from malla.pilot import names
 from malla.pilot.listeners_outbound import outbound_port
 from malla.pilot.listeners_transparent import http_ports
 from malla.pilot.routes_gateway import build_gateway_route_configs
-from malla.pilot.routes_sidecar import build_inbound_route_config, build_outbound_route_config
+from malla.pilot.routes_sidecar import build_inbound_route_configs, build_outbound_route_config
 from malla.pilot.sidecar_scope import SidecarScope, build_scope
 from malla.pilot.snapshot import CaptureMode, MeshSnapshot, Proxy
 
@@ -28,7 +28,7 @@ def build_routes(
     else:
         if outbound is None:
             outbound = build_outbound_routes(proxy, snapshot, scope or build_scope(proxy, snapshot))
-        out = [*outbound, *(build_inbound_route_config(p) for p in proxy.inbound if p.protocol.is_http)]
+        out = [*outbound, *build_inbound_route_configs(proxy, snapshot)]
     return sorted(out, key=lambda r: r.name)
 
 

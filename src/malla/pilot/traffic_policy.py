@@ -1,9 +1,11 @@
-"""DestinationRule traffic policy field groups -> Envoy cluster settings.
+"""DestinationRule traffic policy field groups -> Envoy cluster (and tcp_proxy) settings.
 
 One ``translate_*`` per Istio field group, each returning the Envoy message
 (or a ``Cluster`` fragment to merge) that group maps to, with Istio's
 defaults: LEAST_REQUEST balancing, unlimited circuit breakers that track
-what remains, success-rate ejection off, HTTP/2 for http2/grpc ports. See
+what remains, success-rate ejection off, HTTP/2 for http2/grpc ports.
+Two groups shape the tcp_proxy in front of a cluster instead (source-IP
+hashing and tunnels, applied by ``tcp_proxy_policy``). See
 https://istio.io/latest/docs/reference/config/networking/destination-rule/
 """
 
@@ -14,8 +16,9 @@ from typing import Any
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
-from envoy.type.v3 import percent_pb2
+from envoy.type.v3 import hash_policy_pb2, percent_pb2
 
 from malla.pilot.proto_values import MAX_UINT32, duration, uint32, uint64
 from malla.pilot.protocol import Protocol
@@ -114,6 +117,32 @@ def translate_hash_policy(lb: Any) -> list[rc.RouteAction.HashPolicy]:
     else:
         return []
     return [policy]
+
+
+def translate_tcp_hash_policy(lb: Any) -> list[hash_policy_pb2.HashPolicy]:
+    """``consistentHash.useSourceIp`` -> the hash policy a tcp_proxy carries (TCP has no header or cookie)."""
+    ch = lb.consistent_hash if lb is not None else None
+    if ch is None or not ch.use_source_ip:
+        return []
+    policy = hash_policy_pb2.HashPolicy()
+    policy.source_ip.SetInParent()
+    return [policy]
+
+
+def translate_tunnel(tunnel: Any) -> tcp_proxy_pb2.TcpProxy.TunnelingConfig | None:
+    """``tunnel`` -> tcp_proxy tunneling: the connection becomes an HTTP CONNECT (or POST) to ``HOST:PORT``.
+
+    As in Istio, only TCP traffic is tunneled; the cluster is the tunnel's proxy.
+    https://istio.io/latest/docs/reference/config/networking/destination-rule/#TrafficPolicy-TunnelSettings
+    """
+    if tunnel is None or not tunnel.target_host:
+        return None
+    host = tunnel.target_host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in an authority
+    return tcp_proxy_pb2.TcpProxy.TunnelingConfig(
+        hostname=f"{host}:{tunnel.target_port or 0}", use_post=(tunnel.protocol or "CONNECT").upper() == "POST"
+    )
 
 
 def translate_circuit_breakers(pool: Any, *, retry_budget: Any = None) -> circuit_breaker_pb2.CircuitBreakers:

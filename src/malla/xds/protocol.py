@@ -315,13 +315,20 @@ class StreamBase:
 
     @staticmethod
     def _sync_state(state: TypeState, desired: Mapping[str, str] | None) -> SyncState:
-        if state.responses == 0:
+        # A Delta stream that reconnects tells what Envoy holds (initial_resource_versions):
+        # when that is current, nothing is sent and yet the proxy is in sync.
+        if state.responses == 0 and not state.acked:
             return SyncState.NOT_SENT
         if state.rejected:
             return SyncState.REJECTED
-        if state.inflight or desired is None or dict(state.acked) != dict(desired):
+        if state.inflight or desired is None:
             return SyncState.STALE
-        return SyncState.SYNCED
+        if state.wildcard:
+            return SyncState.SYNCED if dict(state.acked) == dict(desired) else SyncState.STALE
+        # By name, Envoy may still ask for what the snapshot dropped (a draining listener's
+        # route): that is not ours to sync. Every name we do have must be ACKed at its version.
+        acked = state.acked
+        return SyncState.SYNCED if all(acked.get(n) == v for n, v in desired.items()) else SyncState.STALE
 
 
 def error_of(detail: object) -> tuple[int, str]:

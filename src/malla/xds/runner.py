@@ -15,8 +15,10 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import grpc
+
 from malla.xds.cache import SnapshotCache
-from malla.xds.server import DEFAULT_TCP, ProxyStatus, XdsServer
+from malla.xds.server import DEFAULT_TCP, SERVICE, ProxyStatus, XdsServer
 
 T = TypeVar("T")
 
@@ -75,6 +77,16 @@ class XdsServerThread:
         async def invoke() -> T:
             return fn()
         return self.run(invoke(), timeout=timeout)
+
+    def ads_service(self) -> grpc.GenericRpcHandler:
+        """The running server's ADS streams, for one more gRPC server on this loop (istiod's mTLS 15012).
+
+        Streams opened there are this server's own: one status, one set of hooks.
+        """
+        server = self.server
+        if server is None:
+            raise RuntimeError("the xDS server is not running")
+        return grpc.method_handlers_generic_handler(SERVICE, server.method_handlers())
 
     def status(self, *, timeout: float = 10.0) -> list[ProxyStatus]:
         server = self.server

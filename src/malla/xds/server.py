@@ -135,13 +135,7 @@ class XdsServer:
         # Semaphores and the server belong to the loop that runs them.
         self._gate = asyncio.Semaphore(self._initial_concurrency)
         server = grpc.aio.server(options=list(self._options.items()))
-        handlers = {
-            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._stream_sotw, request_deserializer=discovery_pb2.DiscoveryRequest.FromString),
-            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._stream_delta,
-                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString),
-        }
+        handlers = self.method_handlers()
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_registered_method_handlers(SERVICE, handlers)
         if tcp is not None:
@@ -154,6 +148,17 @@ class XdsServer:
         self._server = server
         _log.info("xDS server listening on %s", self.addresses())
         return self.port
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """The ADS methods, for this server and for another gRPC server on the same loop
+        (istiod's mTLS port): streams opened there are this server's own, one status, one set of hooks."""
+        return {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._stream_sotw, request_deserializer=discovery_pb2.DiscoveryRequest.FromString),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._stream_delta,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString),
+        }
 
     async def stop(self, *, grace: float = 1.0) -> None:
         """End every stream cleanly (Envoy keeps its config and reconnects), then stop."""
