@@ -320,9 +320,9 @@ async def _wait(done: Any, *, deadline: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def main_async(target: str, n: int, mode: XdsMode, deadline_s: float) -> None:
+async def main_async(target: str, n: int, mode: XdsMode, deadline_s: float, *, first: int = 0) -> None:
     stop = asyncio.Event()
-    clients = [Client(i, make_node(i, mode=mode), mode is XdsMode.DELTA) for i in range(n)]
+    clients = [Client(i, make_node(i, mode=mode), mode is XdsMode.DELTA) for i in range(first, first + n)]
     started = time.time()
     tasks = [asyncio.create_task(run_client(c, target, stop=stop)) for c in clients]
     await _wait(lambda: all(c.synced_at for c in clients), deadline=time.monotonic() + deadline_s)
@@ -361,8 +361,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--mode", choices=["sotw", "delta"], default="sotw")
     parser.add_argument("--deadline", type=float, default=120.0)
+    parser.add_argument("--first", type=int, default=0, help="index of the first simulated proxy (several processes)")
     args = parser.parse_args()
-    asyncio.run(main_async(args.xds, args.n, XdsMode(args.mode), args.deadline))
+    asyncio.run(main_async(args.xds, args.n, XdsMode(args.mode), args.deadline, first=args.first))
 
 
 if __name__ == "__main__":
