@@ -38,7 +38,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from malla.xds import resources
 
@@ -183,6 +183,9 @@ class TypeState:
     error_code: int = 0
     responses: int = 0
     nacks: int = 0
+    # (view type version, acked mapping, names, wildcard, state): status() asked for thousands
+    # of streams at once must not compare thousands of versions each time nothing changed.
+    sync_memo: tuple[Any, ...] | None = None
 
     def record(self, nonce: str, inflight: Inflight) -> None:
         self.inflight[nonce] = inflight
@@ -303,14 +306,25 @@ class StreamBase:
         result = []
         for type_url in self._requested_types():
             state = self._types[type_url]
-            desired = self.interest(state, view.versions(type_url)) if view else None
             result.append(TypeStatus(
-                type_url=type_url, state=self._sync_state(state, desired),
+                type_url=type_url, state=self._remembered_state(type_url, state, view),
                 wildcard=state.wildcard, subscribed=len(state.names),
                 sent_version=state.version, acked_version=state.acked_version,
                 nonce=state.nonce, error=state.error,
                 rejected=tuple(sorted(state.rejected)),
                 responses=state.responses, nacks=state.nacks))
+        return result
+
+    def _remembered_state(self, type_url: str, state: TypeState, view: SnapshotView | None) -> SyncState:
+        if view is None or state.inflight or state.rejected or state.responses == 0:
+            desired = self.interest(state, view.versions(type_url)) if view else None
+            return self._sync_state(state, desired)
+        key = (view.type_version(type_url), state.names, state.wildcard)
+        memo = state.sync_memo
+        if memo is not None and memo[0] == key and memo[1] is state.acked:
+            return memo[2]  # type: ignore[no-any-return]
+        result = self._sync_state(state, self.interest(state, view.versions(type_url)))
+        state.sync_memo = (key, state.acked, result)
         return result
 
     @staticmethod
