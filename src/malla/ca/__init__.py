@@ -19,4 +19,6 @@ Layers, inside out:
   renewals) and a join port (15013, tokens), and `request_certificate`; its
   handler and credentials also serve on the control plane's own 15012.
 - `runner`: the CA of a home directory, served from a thread of its own.
+- `plugin_watch`: replaced CA files installed while running, once complete
+  and consistent; refused sets are reported, the old material keeps signing.
 """

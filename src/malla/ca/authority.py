@@ -145,6 +145,13 @@ class CertificateAuthority:
         self._material = material
         return material
 
+    def swap_material(self, decide: Callable[[CAMaterial], CAMaterial]) -> CAMaterial:
+        """Install `decide(current)`, never half-way through a root-rotation step; what
+        `decide` raises (a refused new set) leaves the current material signing."""
+        with self._lock:
+            self._material = decide(self._material)
+            return self._material
+
     # -- signing -------------------------------------------------------------
 
     def clamp_ttl(self, ttl: timedelta | float | None) -> timedelta:
@@ -286,7 +293,7 @@ class CertificateAuthority:
         if not self._material.self_signed:
             raise CAError(f"{what}: {directory} holds plug-in CA material; rotate it by "
                           f"replacing the files (both roots in {files.ROOT_CERT_FILE} first, "
-                          "then the new intermediate) and calling reload()")
+                          "then the new intermediate); a running control plane picks them up")
         return directory
 
 

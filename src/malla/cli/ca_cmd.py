@@ -111,6 +111,15 @@ def _print_ca(ca: dict[str, Any]) -> None:
         signs = "yes" if root["serial"] == ca["signingRoot"]["serial"] else "no"
         table.add_row(escape(root["subject"]), root["serial"], when(root["notAfter"]), signs)
     print_wide(table)
+    print_problem(ca.get("problem"))
+
+
+def print_problem(problem: dict[str, Any] | None) -> None:
+    """The replaced CA files the CA refused; it still signs with the material above."""
+    if problem:
+        err_console.print(f"[red]CA files refused[/red] ({escape(problem['file'])}, since "
+                          f"{when(problem['since'])}): {escape(problem['message'])}; still signing with "
+                          "the previous material")
 
 
 def _print_workload_roots(items: list[dict[str, Any]], ca: dict[str, Any]) -> None:

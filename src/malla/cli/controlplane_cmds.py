@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from malla.cli.ca_cmd import print_problem
 from malla.cli.certificates import print_certificates
 from malla.cli.client import NotRunning, call, find_control_plane, require_control_plane
 from malla.cli.output import OutputFormat, console, emit_data, err_console, style_for
@@ -250,6 +251,7 @@ def status(home: HomeOpt = None, output: OutputOpt = OutputFormat.text) -> None:
     console.print(table if workloads else "  no workloads")
     _print_proxies(data["proxies"])
     print_certificates(data["certificates"])
+    print_problem(data.get("caProblem"))
 
 
 def _table(*headers: str) -> Table:

@@ -3,8 +3,9 @@
 In: the home directory (CA files under Istio's names in ``<home>/ca``:
 ``ca-cert.pem``, ``ca-key.pem``, ``cert-chain.pem``, ``root-cert.pem``; a
 self-signed root is made there on first use unless plug-in files are
-placed first), the CA ports (15012 mTLS renewals, 15013 join tokens), and
-agents' reports of their current certificate. Out: a running
+placed first; replaced files are picked up while running, see
+``malla.ca.plugin_watch``), the CA ports (15012 mTLS renewals, 15013 join
+tokens), and agents' reports of their current certificate. Out: a running
 ``IstioCertificateService`` (``malla.ca``), join tokens for agents on other
 hosts, root rotation steps, and the certificate board ``malla status``
 shows, with the time left computed when asked, never when reported.
@@ -33,6 +34,7 @@ from cryptography import x509
 from malla.ca import material as files
 from malla.ca.authority import CAError, CertificateAuthority
 from malla.ca.discovery import root_hashes
+from malla.ca.plugin_watch import PluginWatch
 from malla.ca.runner import CAServerThread, ca_dir, open_ca
 from malla.ca.service import CONTROL_PLANE_SAN
 from malla.ca.tokens import ANY_SERVICE_ACCOUNT, JoinTokens, TokenError
@@ -71,6 +73,7 @@ class Citadel:
     host: str
     board: IdentityBoard = field(default_factory=lambda: IdentityBoard())
     mesh: MeshTlsServer | None = None  # the mTLS port with ADS beside the CA (istiod's 15012)
+    watch: PluginWatch | None = None  # replaced CA files, installed while running
 
     @classmethod
     def start(cls, home: Path, *, host: str, port: int, join_port: int, trust_domain: str,
@@ -104,9 +107,13 @@ class Citadel:
             except (OSError, TimeoutError) as exc:
                 server.stop(grace=0)
                 raise CitadelError(f"{exc}; choose another port with --ca-port") from exc
+        citadel.watch = PluginWatch(authority)
+        citadel.watch.start()
         return citadel
 
     def stop(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         if self.mesh is not None:
             self.mesh.stop()
         self.server.stop(grace=0.5)
@@ -152,7 +159,14 @@ class Citadel:
             "signingCertificate": describe_certificate(material.ca_cert),
             "signingRoot": describe_certificate(rotation.signing_root),
             "roots": [describe_certificate(root) for root in rotation.roots],
+            "problem": self.problem,
         }
+
+    @property
+    def problem(self) -> dict[str, Any] | None:
+        """Why the CA files on disk were refused (the previous material still signs), or None."""
+        found = self.watch.problem if self.watch is not None else None
+        return found.to_json() if found is not None else None
 
     def rotate_root(self, step: str) -> dict[str, Any]:
         """One step of a root rotation (begin, activate, retire); the CA's state after it."""

@@ -263,6 +263,7 @@ class ControlPlane:
             "configDirs": [str(d) for d in self.options.config_dirs],
             "resources": len(self.store),
             "configProblems": sum(len(v) for v in self.source.problems.values()),
+            "caProblem": self.citadel.problem if self.citadel is not None else None,
             "workloads": len(self.discovery.workloads()),
             "proxies": self.proxy_status(),
             "meshVersion": self.discovery.snapshot.version,
