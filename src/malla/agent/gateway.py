@@ -40,6 +40,7 @@ import httpx
 from malla.agent.gateway_credentials import CredentialFiles, credentials_dir
 from malla.agent.gateway_identity import MESH_SECRETS, GatewayIdentity, SecretMerge
 from malla.agent.gateway_sds import SdsServer
+from malla.agent.pidfile import remove_pid, write_pid
 from malla.agent.run import AgentError, Progress
 from malla.agent.workload_identity import IdentityError, IdentityOptions
 from malla.controlplane.home import ControlPlaneState
@@ -219,6 +220,7 @@ class GatewayAgent:
         if self._leased:
             check_ports_free(self.address, o.ports)
         self.envoy = EnvoyProcess(self._bootstrap(self.sds.prepare()), workdir=self._workdir(), die_with_parent=True)
+        write_pid(self._workdir())  # malla down finds gateways by it: they register no workload
         labels = _labels_text(o.all_labels())
         self.progress(f"starting gateway {o.name}.{o.namespace} at {self.address} (labels {labels})")
         try:
@@ -338,6 +340,8 @@ class GatewayAgent:
     def stop(self) -> None:
         if self.envoy is not None:
             self.envoy.stop()
+        if self.node_id is not None:
+            remove_pid(self._workdir())
         self.credentials.stop()  # before the SDS server: nothing is published to a stopped loop
         if self.identity is not None:
             self.identity.stop()

@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from malla.agent.pidfile import agents_in
 from malla.cli.ca_cmd import print_problem
 from malla.cli.certificates import print_certificates
 from malla.cli.client import NotRunning, call, find_control_plane, require_control_plane
@@ -184,7 +185,7 @@ def down(
     home: HomeOpt = None,
     keep_workloads: Annotated[bool, typer.Option("--keep-workloads", help="Stop only the control plane.")] = False,
 ) -> None:
-    """Stop a running control plane and the workloads (malla run) of its mesh on this host."""
+    """Stop a running control plane and the workloads (malla run) and gateways of its mesh on this host."""
     try:
         _, state = find_control_plane(home)
     except NotRunning as exc:
@@ -211,6 +212,8 @@ def _stop_workloads(state: ControlPlaneState) -> None:
     except (httpx.HTTPError, ValueError, KeyError):
         return
     pids = {w["agentPid"]: w["name"] for w in items if isinstance(w.get("agentPid"), int) and pid_alive(w["agentPid"])}
+    # Gateways register no workload: their agents leave a pid file in their working directory.
+    pids |= {pid: f"gateway {name.split('.')[0]}" for pid, name in agents_in(Path(state.home) / "gateways")}
     for pid in pids:
         try:
             os.kill(pid, 15)
