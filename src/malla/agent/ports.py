@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import dataclass
 
@@ -48,3 +49,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+# Where app ports are drawn from when the kernel's ephemeral range cannot be read: below Linux's default
+# 32768-60999, clear of the mesh's own ports (15000-15099, the API's 20001) and Istio's 31400.
+_APP_PORTS = range(21000, 31000)
+
+
+def _ephemeral_range() -> range:
+    try:
+        low, high = (int(v) for v in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(low, high + 1)
+
+
+def app_port(host: str = "127.0.0.1", *, attempts: int = 200) -> int:
+    """A free port for a workload's app, outside the kernel's ephemeral range.
+
+    The port is only probed here and bound later by the app, so a port from the ephemeral range could be
+    taken meanwhile by any outgoing connection's source port (seen as the app's "Address already in use"
+    when many connections are made at once). Ports outside that range are never handed out by the kernel.
+    """
+    ephemeral = _ephemeral_range()
+    candidates = [p for p in random.sample(_APP_PORTS, min(attempts, len(_APP_PORTS))) if p not in ephemeral]
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host)

@@ -48,7 +48,7 @@ import httpx
 
 from malla.agent.membership import keep_registered
 from malla.agent.supervise import supervise_sidecar
-from malla.agent.ports import PortSpec, free_port
+from malla.agent.ports import PortSpec, app_port
 from malla.agent.sds import sds_cluster
 from malla.agent.workload_identity import IdentityError, IdentityOptions, SidecarIdentity
 from malla.controlplane.home import ControlPlaneState
@@ -198,7 +198,7 @@ class Agent:
         return dict(self._api("POST", "/api/v1/addresses", json={"name": o.name, "namespace": o.namespace}).json())
 
     def app_port(self, spec: PortSpec) -> int:
-        return free_port()
+        return app_port()
 
     # -- where the control plane is (overridden by malla.agent.remote.RemoteAgent) --
 
