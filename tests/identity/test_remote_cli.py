@@ -23,7 +23,6 @@ def malla_run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("args", "said"), [
     (("--ca-root", "root.pem"), "add --controlplane HOST"),
     (("--address", "10.0.0.7"), "add --controlplane HOST"),
-    (("--controlplane", "127.0.0.1:1", "--transparent"), "--transparent does not work with --controlplane"),
     (("--controlplane", "127.0.0.1:1", "--join-token", "x", "--address", "not-an-ip"), "--address 'not-an-ip'"),
     (("--controlplane", "127.0.0.1:1", "--join-token-file", "missing.token"), "--join-token-file missing.token"),
     (("--controlplane", "127.0.0.1:1", "--join-token", "x", "--join-token-file", "t"), "not both"),

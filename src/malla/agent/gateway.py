@@ -19,6 +19,11 @@ Theory of operation, in the order it happens:
    which URLs it serves, and which ports it could not bind, as they change.
 5. On SIGINT/SIGTERM: stop Envoy, the SDS server and the file watch, release
    the address, and exit 0.
+
+``malla.agent.remote_gateway`` runs the same agent on a host without the
+control plane: its node id is made there, ADS goes over mTLS, and the API
+calls through a relay (the hooks ``lease``, ``xds_address``,
+``xds_transport_socket``, ``state_home``).
 """
 
 from __future__ import annotations
@@ -76,9 +81,14 @@ class GatewayOptions:
     xds_mode: XdsMode = XdsMode.SOTW
     startup_timeout: float = 30.0
     poll_seconds: float = 0.5
+    service_account: str | None = None  # None: NAME-service-account, as Istio's gateway charts name it
+    join_token: str | None = None  # None: minted from the control plane's home (same host only)
 
     def all_labels(self) -> dict[str, str]:
         return {"istio": self.name, "app": self.name, **self.labels}
+
+    def account(self) -> str:
+        return self.service_account or f"{self.name}-service-account"
 
 
 @dataclass(frozen=True, order=True)
@@ -211,10 +221,7 @@ class GatewayAgent:
         self._check_address()
         if o.address != LEASE:
             check_ports_free(o.address, o.ports)
-        body = {"name": o.name, "namespace": o.namespace, "kind": "router"}
-        if o.address != LEASE:
-            body["address"] = o.address
-        lease = self._api("POST", "/api/v1/addresses", json=body).json()
+        lease = self.lease()
         self.address, self.node_id = lease["address"], lease["nodeId"]
         self._leased = o.address == LEASE
         if self._leased:
@@ -234,13 +241,35 @@ class GatewayAgent:
         self.progress(f"metrics at {self.telemetry.start(envoy=self.envoy)}")  # type: ignore[union-attr]
         self._wait_ready(stop or threading.Event())
 
+    def lease(self) -> dict[str, Any]:
+        """The gateway's address and xDS node id, from the control plane."""
+        o = self.options
+        body = {"name": o.name, "namespace": o.namespace, "kind": "router"}
+        if o.address != LEASE:
+            body["address"] = o.address
+        return dict(self._api("POST", "/api/v1/addresses", json=body).json())
+
+    # -- where the control plane is (overridden by malla.agent.remote_gateway.RemoteGatewayAgent) --
+
+    def state_home(self) -> Path | None:
+        """The home whose controlplane.json follows the control plane (None: ``self.state`` is fixed)."""
+        return self.options.home
+
+    def xds_address(self) -> TcpAddress:
+        host, _, port = self.state.xds_address.rpartition(":")
+        return TcpAddress(host, int(port))
+
+    def xds_transport_socket(self) -> dict[str, Any] | None:
+        """The ADS connection's transport socket (None: plaintext, to the local control plane)."""
+        return None
+
     def _start_identity(self) -> None:
         """The gateway's certificate for Istio mTLS to sidecars (ISTIO_MUTUAL), served with the credentials."""
         o = self.options
         assert self.node_id is not None
-        options = IdentityOptions(namespace=o.namespace, service_account=f"{o.name}-service-account")
+        options = IdentityOptions(namespace=o.namespace, service_account=o.account(), join_token=o.join_token)
         self.identity = GatewayIdentity(self.state, options, publish=self.secrets.mesh, node_id=self.node_id,
-                                        name=o.name, home=o.home)
+                                        name=o.name, home=self.state_home())
         try:
             cert = self.identity.start(timeout=o.startup_timeout)
         except IdentityError as exc:
@@ -278,16 +307,16 @@ class GatewayAgent:
         o = self.options
         assert self.address is not None and self.node_id is not None
         self.telemetry = WorkloadTelemetry(name=o.name, namespace=o.namespace, labels=o.all_labels(),
-                                           service_account=f"{o.name}-service-account", address=self.address,
+                                           service_account=o.account(), address=self.address,
                                            api_url=self.state.api_url)
         proxy = Proxy(
             id=self.node_id, namespace=o.namespace, kind=ProxyKind.ROUTER, labels=o.all_labels(), ip=self.address,
-            service_account=f"{o.name}-service-account", xds_mode=o.xds_mode, **self.telemetry.prepare(),
+            service_account=o.account(), xds_mode=o.xds_mode, **self.telemetry.prepare(),
         )
-        host, _, port = self.state.xds_address.rpartition(":")
         bootstrap = build_bootstrap(
-            node_id=self.node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=TcpAddress(host, int(port)),
+            node_id=self.node_id, node_cluster=f"{o.name}.{o.namespace}", xds_address=self.xds_address(),
             mode=o.xds_mode.value, node_metadata=node_metadata(proxy, workload_name=o.name),
+            xds_transport_socket=self.xds_transport_socket(),
         )
         bootstrap["static_resources"]["clusters"].append(_sds_cluster(sds_socket))
         return bootstrap
@@ -367,10 +396,12 @@ def _bind_problem(detail: str) -> str:
 
 
 def run_gateway(
-    options: GatewayOptions, state: ControlPlaneState, *, progress: Progress = _quiet, announce: Progress = _quiet
+    options: GatewayOptions, state: ControlPlaneState, *, progress: Progress = _quiet, announce: Progress = _quiet,
+    agent: GatewayAgent | None = None,
 ) -> int:
-    """Run the gateway until SIGINT/SIGTERM; returns the exit status (0 on a clean stop)."""
-    agent = GatewayAgent(options, state, progress=progress, announce=announce)
+    """Run the gateway (`agent`, when given) until SIGINT/SIGTERM; returns the exit status (0 on a clean stop)."""
+    if agent is None:
+        agent = GatewayAgent(options, state, progress=progress, announce=announce)
     stop = threading.Event()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:

@@ -74,11 +74,19 @@ def run_remote(options: RunOptions, remote: RemoteOptions, *, progress: Progress
                              home=options.home, api_url=api_url)
         progress(f"trusting the control plane at {target} (roots in {state.ca_root_cert})")
         address = remote.address or local_address_towards(host, port)
-        agent = RemoteAgent(options, state, progress=progress, address=address)
+        make = _transparent_agent if options.transparent else RemoteAgent
+        agent = make(options, state, progress=progress, address=address)
         agent_box.append(agent)
         return run(options, state, progress=progress, agent=agent)
     finally:
         relay.stop()
+
+
+def _transparent_agent(options: RunOptions, state: ControlPlaneState, *, progress: Progress,
+                       address: str) -> RemoteAgent:
+    from malla.agent.remote_transparent import RemoteTransparentAgent  # it imports this module
+
+    return RemoteTransparentAgent(options, state, progress=progress, address=address)
 
 
 def remote_state(*, host: str, port: int, token: str, ca_root: Path | None, home: Path,
@@ -142,6 +150,11 @@ def local_address_towards(host: str, port: int) -> str:
                          "give it with --address") from None
 
 
+def remote_node_id(kind: str, *, address: str, name: str, namespace: str) -> str:
+    """An xDS node id made on this host, of the shape of the control plane's own leases (malla.controlplane.api)."""
+    return f"{kind}~{address}~{name}-{secrets.token_hex(3)}.{namespace}~{namespace}.svc.cluster.local"
+
+
 class RemoteAgent(Agent):
     """An agent whose control plane is on another host, reached over mTLS only."""
 
@@ -157,9 +170,8 @@ class RemoteAgent(Agent):
 
     def lease(self) -> dict[str, Any]:
         o = self.options
-        # The node id has the shape of the control plane's own leases (malla.controlplane.api).
-        token = f"{o.name}-{secrets.token_hex(3)}.{o.namespace}"
-        return {"address": self.address, "nodeId": f"sidecar~{self.address}~{token}~{o.namespace}.svc.cluster.local"}
+        return {"address": self.address, "nodeId": remote_node_id("sidecar", address=self.address, name=o.name,
+                                                                  namespace=o.namespace)}
 
     def state_home(self) -> Path | None:
         return None

@@ -96,6 +96,14 @@ class TransparentAgent(Agent):
     def lease(self) -> dict[str, Any]:
         """Set up the namespace first: the workload's address is its namespace address."""
         o = self.options
+        link = self._allocate_link()
+        body = {"name": o.name, "namespace": o.namespace, "address": link.ns_address}
+        lease = dict(self._api("POST", "/api/v1/addresses", json=body).json())
+        self._open_namespace()
+        return lease
+
+    def _allocate_link(self) -> netns.Link:
+        o = self.options
         name = o.netns or default_netns_name(o.name)
         try:
             netns.check_requirements()
@@ -106,14 +114,18 @@ class TransparentAgent(Agent):
             self.link = link = netns.allocate_link(name)
         except netns.NetnsError as exc:
             raise AgentError(str(exc)) from exc
-        body = {"name": o.name, "namespace": o.namespace, "address": link.ns_address}
-        lease = dict(self._api("POST", "/api/v1/addresses", json=body).json())
+        return link
+
+    def _open_namespace(self) -> None:
+        """The namespace, its rules and the relays (malla.agent.remote_transparent calls it too)."""
+        assert self.link is not None
+        link = self.link
         self._create_namespace()
         self._start_relays()
         self.progress(
-            f"network namespace {link.netns}: {o.name} at {link.ns_address}, host side {link.host_address} ({link.host_interface})"
+            f"network namespace {link.netns}: {self.options.name} at {link.ns_address}, "
+            f"host side {link.host_address} ({link.host_interface})"
         )
-        return lease
 
     def app_port(self, spec: PortSpec) -> int:
         return spec.port  # the namespace is the app's own port space

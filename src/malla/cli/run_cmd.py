@@ -2,7 +2,8 @@
 
 With ``--controlplane HOST`` the control plane is on another host: no home
 state is read, the workload joins with its token and reaches the control
-plane only over mTLS (``malla.agent.remote``).
+plane only over mTLS (``malla.agent.remote``; with ``--transparent`` too,
+``malla.agent.remote_transparent``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def run(
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    remote = _remote_options(controlplane, ca_root=ca_root, address=address, transparent=transparent)
+    remote = _remote_options(controlplane, ca_root=ca_root, address=address)
     join_token = _join_token(join_token, join_token_file)
     if remote is None:
         home_path, state = require_control_plane(home)
@@ -104,16 +105,13 @@ def _run_agent(options: RunOptions, *, state: ControlPlaneState | None, remote: 
         raise typer.Exit(exc.exit_code) from None
 
 
-def _remote_options(controlplane: str | None, *, ca_root: Path | None, address: str | None,
-                    transparent: bool) -> RemoteOptions | None:
+def _remote_options(controlplane: str | None, *, ca_root: Path | None, address: str | None) -> RemoteOptions | None:
     """The options of a workload whose control plane is on another host (None: on this one); exit 2 if wrong."""
     from malla.agent.remote import RemoteOptions
 
     problem = None
     if controlplane is None and (ca_root is not None or address is not None):
         problem = "--ca-root and --address are for a control plane on another host: add --controlplane HOST"
-    elif controlplane is not None and transparent:
-        problem = "--transparent does not work with --controlplane yet; run the workload without --transparent"
     elif address is not None:
         try:
             ipaddress.ip_address(address)

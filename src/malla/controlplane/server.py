@@ -32,6 +32,7 @@ from malla.controlplane.citadel import Citadel, CitadelError
 from malla.controlplane.home import ControlPlaneState, applied_dir
 from malla.controlplane.monitoring import MonitoringServer
 from malla.controlplane.remote_agents import AgentApiService
+from malla.controlplane.remote_dns import MeshDnsService
 from malla.controlplane.zipkin import span_store, with_collector
 from malla.discovery.debounce import DebounceSettings
 from malla.discovery.service import DiscoveryService
@@ -138,7 +139,7 @@ class ControlPlane:
         try:
             self.citadel = Citadel.start(self.home, host=o.host, port=o.ca_port, join_port=o.ca_join_port,
                                          trust_domain=o.mesh.trust_domain, bind_host=o.mtls_host, xds=self.xds,
-                                         services=(AgentApiService(self),))
+                                         services=(AgentApiService(self), MeshDnsService(self)))
         except CitadelError as exc:
             self._monitoring.stop()
             self.xds.stop()
