@@ -46,3 +46,28 @@ def test_an_unreachable_control_plane_is_named(tmp_path: Path) -> None:
     done = malla_run(tmp_path, "--controlplane", "127.0.0.1:1", "--join-token-file", "token")
     assert done.returncode == 1
     assert "cannot reach the control plane's join port 127.0.0.1:1" in " ".join(done.stderr.split()), done.stderr
+
+
+def test_a_wrong_mtls_port_is_named_before_envoy_starts(tmp_path: Path) -> None:
+    """The roots are given (nothing to fetch), the token is good: the dead 15012 is what is named, at once."""
+    from malla.ca.authority import CertificateAuthority
+    from malla.ca.tokens import JoinTokens
+
+    ca = CertificateAuthority.open(tmp_path / "ca")
+    (tmp_path / "root.pem").write_bytes(ca.trust_bundle_pem())
+    (tmp_path / "token").write_text(JoinTokens(b"s" * 32).create_token("default", "reviews", ttl=600))
+    done = malla_run(tmp_path, "--controlplane", "127.0.0.1:1", "--join-token-file", "token",
+                     "--ca-root", "root.pem")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1, said
+    assert "--controlplane 127.0.0.1:1: cannot reach the control plane's mTLS port" in said
+    assert not (tmp_path / "workloads").exists()
+
+
+@pytest.mark.parametrize("command", [("run", "--name", "reviews", "--", "true"), ("gateway",)])
+def test_no_local_control_plane_points_at_both_ways(tmp_path: Path, command: tuple[str, ...]) -> None:
+    done = subprocess.run([PYTHON, "-m", "malla", *command], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env=clean_env(MALLA_HOME=str(tmp_path / "home")), cwd=tmp_path)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 3, said
+    assert "Start one with 'malla up'" in said and "--controlplane HOST[:15012] with a join token" in said

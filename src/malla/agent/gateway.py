@@ -149,7 +149,8 @@ def check_ports_free(address: str, ports: Iterable[int]) -> None:
                     raise AgentError(f"cannot listen on {address}:{port}: {exc.strerror}; check --address") from None
                 raise AgentError(
                     f"port {port} on {address} is taken ({exc.strerror}): another gateway or program listens "
-                    "there; stop it, or serve on another address with --address (e.g. --address auto)"
+                    "there; stop it, or serve on another address with --address (another IP of this host, or 'auto' "
+                    "for a loopback address of its own next to a local control plane)"
                 ) from None
 
 

@@ -73,6 +73,7 @@ def run_remote(options: RunOptions, remote: RemoteOptions, *, progress: Progress
         state = remote_state(host=host, port=port, token=options.join_token, ca_root=remote.ca_root,
                              home=options.home, api_url=api_url)
         progress(f"trusting the control plane at {target} (roots in {state.ca_root_cert})")
+        check_reachable(host, port)
         address = remote.address or local_address_towards(host, port)
         make = _transparent_agent if options.transparent else RemoteAgent
         agent = make(options, state, progress=progress, address=address)
@@ -87,6 +88,18 @@ def _transparent_agent(options: RunOptions, state: ControlPlaneState, *, progres
     from malla.agent.remote_transparent import RemoteTransparentAgent  # it imports this module
 
     return RemoteTransparentAgent(options, state, progress=progress, address=address)
+
+
+def check_reachable(host: str, port: int, *, timeout: float = 10.0) -> None:
+    """A TCP connection to the mTLS port: a wrong --controlplane is said now, not after Envoy's start-up timeout."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise AgentError(
+            f"--controlplane {join_address(host, port)}: cannot reach the control plane's mTLS port "
+            f"({exc.strerror or exc}); give the HOST:PORT where it serves xDS and renewals (printed by "
+            "'malla token create'; 'malla up --mtls-host' makes it listen where other hosts reach it)") from None
 
 
 def remote_state(*, host: str, port: int, token: str, ca_root: Path | None, home: Path,

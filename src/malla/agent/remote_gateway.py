@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import socket
 from pathlib import Path
 from typing import Any
 
 from malla.agent.api_relay import ApiRelay, Tunnel
 from malla.agent.gateway import LEASE, GatewayAgent, GatewayOptions, run_gateway
 from malla.agent.identity import WorkloadCertificate
-from malla.agent.remote import RemoteOptions, remote_node_id, remote_state
+from malla.agent.remote import RemoteOptions, check_reachable, remote_node_id, remote_state
 from malla.agent.run import AgentError, Progress
 from malla.ca.discovery import join_address, split_address
 from malla.ca.service import CONTROL_PLANE_SAN, DEFAULT_PORT
@@ -76,7 +75,7 @@ def run_remote_gateway(options: GatewayOptions, remote: RemoteOptions, *, progre
     except ValueError as exc:
         raise AgentError(f"--controlplane {exc}", exit_code=2) from None
     target = join_address(host, port)
-    _check_reachable(host, port)
+    check_reachable(host, port)
     agent_box: list[RemoteGatewayAgent] = []
     relay = ApiRelay(Tunnel(target, server_name=CONTROL_PLANE_SAN,
                             certificate=lambda: agent_box[0].certificate() if agent_box else None))
@@ -90,18 +89,6 @@ def run_remote_gateway(options: GatewayOptions, remote: RemoteOptions, *, progre
         return run_gateway(options, state, progress=progress, announce=announce, agent=agent)
     finally:
         relay.stop()
-
-
-def _check_reachable(host: str, port: int, *, timeout: float = 10.0) -> None:
-    """A TCP connection to the mTLS port: a wrong --controlplane is said now, not after Envoy's start-up timeout."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise AgentError(
-            f"--controlplane {join_address(host, port)}: cannot reach the control plane's mTLS port "
-            f"({exc.strerror or exc}); give the HOST:PORT where it serves xDS and renewals (printed by "
-            "'malla token create'; 'malla up --mtls-host' makes it listen where other hosts reach it)") from None
 
 
 def _check_address(address: str) -> None:

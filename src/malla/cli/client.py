@@ -24,12 +24,17 @@ def find_control_plane(home: str | None) -> tuple[Path, ControlPlaneState]:
     return path, state
 
 
-def require_control_plane(home: str | None) -> tuple[Path, ControlPlaneState]:
-    """The running control plane, or a clear message and exit status 3."""
+def require_control_plane(home: str | None, *, remote_flag: bool = False) -> tuple[Path, ControlPlaneState]:
+    """The running control plane, or a clear message and exit status 3.
+
+    ``remote_flag``: the command also takes ``--controlplane HOST`` (a control plane on another host).
+    """
     try:
         return find_control_plane(home)
     except NotRunning as exc:
-        err_console.print(f"[red]error:[/red] {exc}. Start one with 'malla up' (or set MALLA_HOME / --home to its home).")
+        remote = "; or, for one on another host, --controlplane HOST[:15012] with a join token" if remote_flag else ""
+        err_console.print(f"[red]error:[/red] {exc}. Start one with 'malla up' (or set MALLA_HOME / --home to "
+                          f"its home){remote}.")
         raise typer.Exit(3) from None
 
 

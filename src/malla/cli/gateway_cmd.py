@@ -52,7 +52,7 @@ def gateway(
         raise typer.Exit(2)
     token = _join_token(join_token, join_token_file)
     if controlplane is None:
-        home_path, state = require_control_plane(home)
+        home_path, state = require_control_plane(home, remote_flag=True)
     else:
         home_path, state = home_dir(home), None
     logging.basicConfig(level=os.environ.get("MALLA_LOG_LEVEL", "WARNING"))

@@ -69,7 +69,7 @@ def run(
     remote = _remote_options(controlplane, ca_root=ca_root, address=address)
     join_token = _join_token(join_token, join_token_file)
     if remote is None:
-        home_path, state = require_control_plane(home)
+        home_path, state = require_control_plane(home, remote_flag=True)
     else:
         home_path, state = home_dir(home), None
     logging.basicConfig(level=os.environ.get("MALLA_LOG_LEVEL", "WARNING"))
