@@ -36,7 +36,7 @@ CASES = [
     ({"targetRefs": [{"kind": "Service", "name": "s", "namespace": "other"}]}, "error", "spec.targetRefs[0].namespace", "cross-namespace"),
     ({"selector": {"matchLabels": {"": "a"}}}, "error", "spec.selector.matchLabels[]", "empty label key"),
     ({"tracing": [{}, {}]}, "warning", "spec.tracing", "only one tracing entry"),
-    ({"tracing": [{"providers": [{"name": "a"}, {"name": "b"}]}]}, "warning", f"{TRACING}.providers", "only one tracing provider"),
+    ({"tracing": [{"providers": [{"name": "zipkin"}, {"name": "b"}]}]}, "warning", f"{TRACING}.providers", "only one tracing provider"),
     ({"tracing": [{"providers": [{}]}]}, "error", f"{TRACING}.providers[0].name", "provider name is required"),
     ({"metrics": [{"providers": [{"name": ""}]}]}, "error", "spec.metrics[0].providers[0].name", "provider name is required"),
     ({"accessLogging": [{"providers": [{"name": "envoy"}, {}]}]}, "error", "spec.accessLogging[0].providers[1].name", "provider name"),

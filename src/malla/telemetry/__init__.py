@@ -39,7 +39,13 @@ Where things run
 * ``peer_metadata`` and ``proxy_config`` (pure, used by Pilot): the header
   format; the access loggers, peer-header filters, Zipkin tracer and their
   clusters, added to a proxy's listeners and clusters from ``MeshConfig``
-  and the ``Proxy``.
+  and the ``Proxy``. Istio's ``Telemetry`` resources shape them per proxy:
+  ``policy`` finds the ones that apply (root namespace, namespace,
+  workload), ``tracing`` and ``access_logging`` merge those parts per side
+  (CLIENT outbound, SERVER inbound) into the tracer and Envoy file logs,
+  and ``metric_overrides`` merges the metrics part into one literal tag
+  (``malla.metrics``) on each access logger, which the agent's recorder
+  applies (``metric_expressions``: the UPSERT values it can compute).
 * The agent (``workload``): the access-log server (``als``) hands entries to
   the ``recorder``, which computes Istio's labels (``labels``) and keeps the
   series (``metrics``); ``endpoint`` serves them merged with Envoy's own

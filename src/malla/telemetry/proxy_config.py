@@ -17,11 +17,18 @@ literal custom tags: the reporter (``destination`` on a sidecar's inbound
 side, ``source`` elsewhere, gateways included, as Istio reports) and, on
 the inbound side, the service the workload serves on that port (Istio reads
 it from the inbound cluster's metadata).
+
+Istio's Telemetry API then applies per side of each HTTP connection manager
+(``policy`` finds the resources, ``tracing`` and ``access_logging`` merge
+them): it overrides the tracer's sampling and tags or removes it, and
+replaces ``MeshConfig.access_log_path`` with the user access logs it names.
+The gRPC log to the agent is malla's metrics pipeline and stays.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
@@ -43,7 +50,9 @@ from malla.pilot.network_filters import TCP_PROXY_FILTER
 from malla.pilot.proto_values import boolean, duration, seconds, typed
 from malla.pilot.services import Service
 from malla.pilot.snapshot import MeshConfig, MeshSnapshot, Proxy
-from malla.telemetry import peer_metadata
+from malla.telemetry import access_logging, metric_overrides, peer_metadata
+from malla.telemetry import tracing as telemetry_tracing
+from malla.telemetry.policy import AppliedTelemetry, applicable_telemetries
 
 Listener = listener_pb2.Listener
 Cluster = cluster_pb2.Cluster
@@ -71,7 +80,9 @@ _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 def add_telemetry(listeners: list[Listener], *, proxy: Proxy, snapshot: MeshSnapshot) -> list[Listener]:
     """Decorate freshly built listeners in place (and return them): see the module docstring."""
-    if not (proxy.access_log_service or proxy.workload_name or snapshot.mesh.zipkin_address):
+    telemetries = applicable_telemetries(proxy, snapshot)
+    metrics = metric_overrides.merge([t.spec for t in telemetries])  # Telemetry metrics overrides, per side
+    if not (proxy.access_log_service or proxy.workload_name or snapshot.mesh.zipkin_address or telemetries):
         return listeners
     for listener in listeners:
         inbound = listener.traffic_direction == base_pb2.INBOUND and not proxy.is_router
@@ -84,13 +95,18 @@ def add_telemetry(listeners: list[Listener], *, proxy: Proxy, snapshot: MeshSnap
             for network_filter in chain.filters:
                 if network_filter.name == HCM_FILTER:
                     manager = HttpConnectionManager.FromString(network_filter.typed_config.value)
-                    _decorate_hcm(manager, proxy=proxy, mesh=snapshot.mesh, inbound=inbound, service=service)
+                    _decorate_hcm(manager, proxy=proxy, mesh=snapshot.mesh, inbound=inbound, service=service,
+                                  metrics=metrics.side(inbound=inbound))
+                    _apply_telemetry_api(manager, proxy=proxy, mesh=snapshot.mesh, inbound=inbound,
+                                         telemetries=telemetries)
                     network_filter.typed_config.CopyFrom(typed(manager))
                 elif network_filter.name == TCP_PROXY_FILTER and proxy.access_log_service:
                     tcp = tcp_proxy_pb2.TcpProxy.FromString(network_filter.typed_config.value)
-                    tcp.access_log.append(build_tcp_access_log(inbound=inbound, service=service))
+                    tcp.access_log.append(build_tcp_access_log(inbound=inbound, service=service,
+                                                               metrics=metrics.side(inbound=inbound)))
                     tcp.access_log_options.flush_access_log_on_connected = True
-                    tcp.access_log_options.access_log_flush_interval.CopyFrom(seconds(TCP_REPORT_INTERVAL_S))
+                    interval = metrics.reporting_interval_s or TCP_REPORT_INTERVAL_S
+                    tcp.access_log_options.access_log_flush_interval.CopyFrom(seconds(interval))
                     network_filter.typed_config.CopyFrom(typed(tcp))
     return listeners
 
@@ -105,16 +121,36 @@ def inbound_service(proxy: Proxy, snapshot: MeshSnapshot, port: int) -> Service 
 
 
 def _decorate_hcm(
-    manager: HttpConnectionManager, *, proxy: Proxy, mesh: MeshConfig, inbound: bool, service: Service | None
+    manager: HttpConnectionManager, *, proxy: Proxy, mesh: MeshConfig, inbound: bool, service: Service | None,
+    metrics: metric_overrides.SideOverrides | None = None,
 ) -> None:
     if proxy.workload_name:
         filters = [*build_peer_filters(proxy, inbound=inbound), *manager.http_filters]
         del manager.http_filters[:]
         manager.http_filters.extend(filters)
     if proxy.access_log_service:
-        manager.access_log.append(build_http_access_log(inbound=inbound, service=service))
+        manager.access_log.append(build_http_access_log(inbound=inbound, service=service, metrics=metrics))
     if mesh.zipkin_address:
         manager.tracing.CopyFrom(build_tracing(proxy, mesh))
+
+
+def _apply_telemetry_api(
+    manager: HttpConnectionManager, *, proxy: Proxy, mesh: MeshConfig, inbound: bool,
+    telemetries: tuple[AppliedTelemetry, ...],
+) -> None:
+    """Istio's Telemetry API over the mesh-wide defaults: tracing and user access logs of one side."""
+    side = telemetry_tracing.SERVER if inbound else telemetry_tracing.CLIENT
+    spec = telemetry_tracing.tracing_spec(telemetries, mesh=mesh, side=side)
+    if spec is not None:
+        manager.ClearField("tracing")
+        if not spec.disabled:
+            manager.tracing.CopyFrom(build_tracing(proxy, mesh, sampling=spec.sampling, custom_tags=spec.custom_tags))
+    logs = access_logging.build_access_logs(telemetries, side=side)
+    if logs is not None:
+        # The Telemetry API replaces MeshConfig's file log; the agent's gRPC log (metrics) stays.
+        kept = [log for log in manager.access_log if log.name != access_logging.FILE_LOGGER]
+        del manager.access_log[:]
+        manager.access_log.extend([*kept, *logs])
 
 
 def build_peer_filters(proxy: Proxy, *, inbound: bool) -> list[hcm_pb2.HttpFilter]:
@@ -162,7 +198,9 @@ def _take_header(name: str, key: str) -> h2m.Config.Rule:
     return h2m.Config.Rule(header=name, on_header_present=value, remove=True)
 
 
-def _common_config(*, inbound: bool, service: Service | None) -> als_pb2.CommonGrpcAccessLogConfig:
+def _common_config(
+    *, inbound: bool, service: Service | None, metrics: metric_overrides.SideOverrides | None = None
+) -> als_pb2.CommonGrpcAccessLogConfig:
     common = als_pb2.CommonGrpcAccessLogConfig(
         log_name=INBOUND_LOG if inbound else OUTBOUND_LOG,
         transport_api_version=config_source_pb2.V3,
@@ -173,30 +211,45 @@ def _common_config(*, inbound: bool, service: Service | None) -> als_pb2.CommonG
     if service is not None:
         tags |= {TAG_SERVICE: service.hostname, TAG_SERVICE_NAME: service.name or service.hostname.split(".")[0],
                  TAG_SERVICE_NAMESPACE: service.namespace}
+    if metrics is not None and metrics.encode():
+        tags[metric_overrides.TAG_METRICS] = metrics.encode()
     for tag, value in sorted(tags.items()):
         common.custom_tags.add(tag=tag, literal=custom_tag_pb2.CustomTag.Literal(value=value))
     return common
 
 
-def build_http_access_log(*, inbound: bool, service: Service | None) -> accesslog_pb2.AccessLog:
+def build_http_access_log(
+    *, inbound: bool, service: Service | None, metrics: metric_overrides.SideOverrides | None = None
+) -> accesslog_pb2.AccessLog:
+    headers = sorted({"content-type", *(metrics.request_headers if metrics is not None else ())})
     config = als_pb2.HttpGrpcAccessLogConfig(
-        common_config=_common_config(inbound=inbound, service=service),
-        additional_request_headers_to_log=["content-type"],  # gRPC or plain HTTP
+        common_config=_common_config(inbound=inbound, service=service, metrics=metrics),
+        additional_request_headers_to_log=headers,  # content-type: gRPC or plain HTTP; the rest for metric tags
         additional_response_headers_to_log=["grpc-status"],  # a trailers-only gRPC answer
         additional_response_trailers_to_log=["grpc-status"],
     )
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=typed(config))
 
 
-def build_tcp_access_log(*, inbound: bool, service: Service | None) -> accesslog_pb2.AccessLog:
-    config = als_pb2.TcpGrpcAccessLogConfig(common_config=_common_config(inbound=inbound, service=service))
+def build_tcp_access_log(
+    *, inbound: bool, service: Service | None, metrics: metric_overrides.SideOverrides | None = None
+) -> accesslog_pb2.AccessLog:
+    config = als_pb2.TcpGrpcAccessLogConfig(
+        common_config=_common_config(inbound=inbound, service=service, metrics=metrics))
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=typed(config))
 
 
-def build_tracing(proxy: Proxy, mesh: MeshConfig) -> HttpConnectionManager.Tracing:
-    """Envoy's Zipkin tracer as Istio configures it: 128-bit trace ids, a span per proxy, B3 headers."""
+def build_tracing(
+    proxy: Proxy, mesh: MeshConfig, *, sampling: float | None = None,
+    custom_tags: Mapping[str, telemetry_tracing.CustomTag] | None = None,
+) -> HttpConnectionManager.Tracing:
+    """Envoy's Zipkin tracer as Istio configures it: 128-bit trace ids, a span per proxy, B3 headers.
+
+    ``sampling`` (percent) and ``custom_tags`` come from the Telemetry API;
+    unset, ``MeshConfig.trace_sampling`` and Istio's own tags alone.
+    """
     tracing = HttpConnectionManager.Tracing()
-    tracing.random_sampling.value = max(0.0, min(100.0, mesh.trace_sampling))
+    tracing.random_sampling.value = max(0.0, min(100.0, mesh.trace_sampling if sampling is None else sampling))
     tracing.client_sampling.value = 100.0  # x-client-trace-id forces a trace, as in Istio
     tracing.overall_sampling.value = 100.0
     zipkin = zipkin_pb2.ZipkinConfig(
@@ -213,8 +266,13 @@ def build_tracing(proxy: Proxy, mesh: MeshConfig) -> HttpConnectionManager.Traci
         tags["istio.canonical_service"] = proxy.labels["app"]
     if proxy.labels.get("version"):
         tags["istio.canonical_revision"] = proxy.labels["version"]
-    for tag, value in sorted(tags.items()):
-        tracing.custom_tags.add(tag=tag, literal=custom_tag_pb2.CustomTag.Literal(value=value))
+    protos = {tag: custom_tag_pb2.CustomTag(tag=tag, literal=custom_tag_pb2.CustomTag.Literal(value=value))
+              for tag, value in tags.items()}
+    for tag, source in (custom_tags or {}).items():
+        proto = telemetry_tracing.translate_custom_tag(tag, source)
+        if proto is not None:
+            protos[tag] = proto
+    tracing.custom_tags.extend(protos[tag] for tag in sorted(protos))
     return tracing
 
 

@@ -9,6 +9,10 @@ cumulative byte counts; the recorder keeps the last counts per connection
 first time it sees it and closed at its end, as Istio's TCP metrics do.
 Connections whose end never came (Envoy restarted) are forgotten beyond
 ``max_open`` so memory stays bounded.
+
+Each entry carries its access logger's Telemetry metric overrides as a
+custom tag (``metric_overrides.TAG_METRICS``); they decide per metric
+whether it is recorded and with which labels.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from collections import OrderedDict
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from malla.telemetry.labels import Directory, http_labels, tcp_labels
-from malla.telemetry.metrics import IstioMetrics
+from malla.telemetry import metric_overrides
+from malla.telemetry.metrics import IstioMetrics, Shape
 from malla.telemetry.peer_metadata import PeerInfo
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,7 @@ class Recorder:
             duration_ms=common.duration.ToNanoseconds() / 1e6,
             request_bytes=request_bytes,
             response_bytes=response_bytes,
+            shape=_shape(entry),
         )
 
     def tcp(self, entry: accesslog_pb2.TCPAccessLogEntry) -> None:
@@ -67,9 +73,17 @@ class Recorder:
             received=max(0, received - before_received),
             opened=int(seen is None),
             closed=int(ended),
+            shape=_shape(entry),
         )
         if not ended:
             self._open[key] = (sent, received)
             while len(self._open) > self.max_open:
                 forgotten, _ = self._open.popitem(last=False)
                 log.debug("forgot TCP connection %s: no end reported", forgotten)
+
+
+def _shape(entry: accesslog_pb2.HTTPAccessLogEntry | accesslog_pb2.TCPAccessLogEntry) -> Shape | None:
+    shaper = metric_overrides.compiled(entry.common_properties.custom_tags.get(metric_overrides.TAG_METRICS, ""))
+    if shaper is metric_overrides.NO_OVERRIDES:
+        return None
+    return lambda metric, labels: shaper.shape(metric, labels, entry)

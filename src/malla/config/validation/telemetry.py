@@ -20,6 +20,9 @@ from malla.api.telemetry.telemetry import AccessLogging, CustomTag, Metrics, Met
 from malla.config.validation import Finding, Findings, ValidationContext
 from malla.config.validation.common import check_non_negative_duration, join
 from malla.config.validation.common_selectors import check_selection
+from malla.telemetry import metric_overrides
+from malla.telemetry.access_logging import ACCESS_LOG_PROVIDERS
+from malla.telemetry.tracing import TRACING_PROVIDERS
 
 # The value each custom tag source must carry.
 _TAG_SOURCES = {"literal": "value", "environment": "name", "header": "name", "formatter": "value"}
@@ -41,12 +44,22 @@ def validate(spec: Telemetry, ctx: ValidationContext) -> Iterable[Finding]:
     return findings
 
 
-def _check_providers(providers: list[ProviderRef], findings: Findings, *, path: str) -> None:
+def _check_providers(
+    providers: list[ProviderRef], findings: Findings, *, path: str, known: tuple[str, ...] = (), what: str = "",
+    used: int | None = None,
+) -> None:
+    """``used``: how many of the providers are used (tracing uses only the first); the others are not judged."""
     for k, provider in enumerate(providers):
         if not provider.name:
             findings.error(
                 join(path, k, "name"),
                 "provider name is required: the name of a provider in MeshConfig extensionProviders",
+            )
+        elif known and (used is None or k < used) and provider.name.lower() not in known:
+            findings.warning(
+                join(path, k, "name"),
+                f"malla has no {what} provider {provider.name!r}, so this entry configures no {what}: "
+                f"use {' or '.join(repr(n) for n in known)}",
             )
 
 
@@ -54,7 +67,8 @@ def _check_tracing(tracing: Tracing, findings: Findings, *, path: str) -> None:
     providers_path = join(path, "providers")
     if len(tracing.providers) > 1:
         findings.warning(providers_path, "only one tracing provider per entry is supported; keep one")
-    _check_providers(tracing.providers, findings, path=providers_path)
+    _check_providers(tracing.providers, findings, path=providers_path, known=TRACING_PROVIDERS, what="tracing",
+                     used=1)
     percentage = tracing.random_sampling_percentage
     if percentage is not None and not 0.0 <= percentage <= 100.0:
         findings.error(
@@ -81,7 +95,8 @@ def _check_custom_tag(name: str, tag: CustomTag, findings: Findings, *, path: st
 
 
 def _check_metrics(metrics: Metrics, findings: Findings, *, path: str) -> None:
-    _check_providers(metrics.providers, findings, path=join(path, "providers"))
+    _check_providers(metrics.providers, findings, path=join(path, "providers"), known=(metric_overrides.PROVIDER,),
+                     what="metrics")
     problem = check_non_negative_duration(metrics.reporting_interval, "reportingInterval")
     if problem:
         findings.error(join(path, "reportingInterval"), problem)
@@ -113,10 +128,13 @@ def _check_override(override: MetricsOverrides, findings: Findings, *, path: str
             )
         elif operation == "REMOVE" and tag.value:
             findings.error(join(tag_path, "value"), "value may only be set when operation is UPSERT; remove it")
+    for where, message in metric_overrides.override_warnings(override):  # what malla's metrics cannot honour
+        findings.warning(f"{path}.{where}", message)
 
 
 def _check_access_logging(logging: AccessLogging, findings: Findings, *, path: str) -> None:
-    _check_providers(logging.providers, findings, path=join(path, "providers"))
+    _check_providers(logging.providers, findings, path=join(path, "providers"), known=ACCESS_LOG_PROVIDERS,
+                     what="access logging")
     if logging.filter is not None:
         problem = cel_syntax_problem(logging.filter.expression or "")
         if problem:
