@@ -75,3 +75,27 @@ def test_istio_samples_validate_and_kubernetes_objects_are_counted():
     res = runner.invoke(app, ["validate", str(SAMPLES)])
     assert res.exit_code == 0, res.output
     assert "Kubernetes object(s) kept aside" in res.output
+
+
+def test_istioctl_spelling_with_f_checks_the_same_files(tmp_path):
+    (tmp_path / "vs.yaml").write_text(BAD)
+    res = runner.invoke(app, ["validate", "-f", str(tmp_path / "vs.yaml")])
+    assert res.exit_code == 1
+    assert "weight" in res.output
+    res = runner.invoke(app, ["analyze", "--filename", str(tmp_path / "vs.yaml")])
+    assert res.exit_code == 79  # istioctl analyze's "issues found"
+    assert "IST0106" in res.output
+
+
+def test_no_files_is_a_usage_error_that_says_what_to_give():
+    for command in ("validate", "analyze"):
+        res = runner.invoke(app, [command])
+        assert res.exit_code == 2
+        assert f"malla {command} FILE_OR_DIR" in res.output
+
+
+def test_list_analyzers_needs_no_files():
+    res = runner.invoke(app, ["analyze", "-L", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    names = {row["name"] for row in json.loads(res.output)}
+    assert "auth.AuthorizationPoliciesAnalyzer" in names and len(names) >= 26

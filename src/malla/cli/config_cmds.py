@@ -15,14 +15,21 @@ from malla.config.model import Diagnostic
 # istioctl analyze exits 79 when it found issues at or above the threshold.
 ANALYZE_FOUND_ISSUES = 79
 
-PathsArg = Annotated[list[str], typer.Argument(help="Files or directories (recursive) of YAML; '-' reads standard input.")]
+PathsArg = Annotated[
+    list[str] | None, typer.Argument(help="Files or directories (recursive) of YAML; '-' reads standard input.")
+]
+# istioctl's spelling (`istioctl validate -f FILE`), the same as the positional paths.
+FilenameOpt = Annotated[
+    list[str] | None, typer.Option("--filename", "-f", help="File, directory or '-', as the positional paths (repeatable).")
+]
 OutputOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="text, json or yaml.")]
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace for resources that name none.")]
 
 
-def validate(paths: PathsArg, output: OutputOpt = OutputFormat.text, namespace: NamespaceOpt = "default") -> None:
+def validate(paths: PathsArg = None, output: OutputOpt = OutputFormat.text, namespace: NamespaceOpt = "default",
+             filename: FilenameOpt = None) -> None:
     """Check Istio config as Istio's validation webhook would: exit 0 when every document is valid, 1 otherwise."""
-    result, files = load_paths(paths, default_namespace=namespace)
+    result, files = load_paths(_given(paths, filename, command="validate"), default_namespace=namespace)
     errors = result.errors
     if output is not OutputFormat.text:
         emit_data(
@@ -54,13 +61,14 @@ def validate(paths: PathsArg, output: OutputOpt = OutputFormat.text, namespace: 
 
 
 def analyze(
-    paths: PathsArg,
+    paths: PathsArg = None,
     output: OutputOpt = OutputFormat.text,
     namespace: NamespaceOpt = "default",
     failure_threshold: Annotated[
         str, typer.Option("--failure-threshold", help="Lowest level that makes the exit status non-zero: Info, Warning or Error.")
     ] = "Error",
     list_analyzers: Annotated[bool, typer.Option("--list-analyzers", "-L", help="List the analyzers and exit.")] = False,
+    filename: FilenameOpt = None,
 ) -> None:
     """Cross-resource checks with Istio's message codes (IST0101, ...), as istioctl analyze."""
     from malla.analysis import ANALYZERS, analyze as run_analyzers
@@ -78,7 +86,7 @@ def analyze(
     if threshold is None:
         err_console.print(f"[red]error:[/red] --failure-threshold must be Info, Warning or Error, got {failure_threshold!r}")
         raise typer.Exit(2)
-    result, _files = load_paths(paths, default_namespace=namespace)
+    result, _files = load_paths(_given(paths, filename, command="analyze"), default_namespace=namespace)
     # Schema problems are reported the way istioctl reports them: IST0106.
     messages = [_as_schema_message(d) for d in result.diagnostics if d.level == "error"]
     # The analyzers never read the clock themselves: certificate expiry is judged against now.
@@ -92,6 +100,15 @@ def analyze(
         console.print("[green]✔[/green] No validation issues found when analyzing the given files.")
     failing = any(levels[m.level] >= threshold for m in messages)
     raise typer.Exit(ANALYZE_FOUND_ISSUES if failing else 0)
+
+
+def _given(paths: list[str] | None, filename: list[str] | None, *, command: str) -> list[str]:
+    given = [*(paths or ()), *(filename or ())]
+    if not given:
+        err_console.print(f"[red]error:[/red] give the YAML to check: malla {command} FILE_OR_DIR... "
+                          f"(or -f FILE; '-' reads standard input)")
+        raise typer.Exit(2)
+    return given
 
 
 def _as_schema_message(d: Diagnostic) -> Diagnostic:
