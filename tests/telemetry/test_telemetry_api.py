@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.data.accesslog.v3 import accesslog_pb2 as accesslog_data_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.request_id.uuid.v3 import uuid_pb2
+from google.protobuf import unknown_fields
 
 from malla.api.telemetry.telemetry import Telemetry
 from malla.config.parse import parse_text
@@ -15,11 +21,14 @@ from malla.config.validation import ValidationContext
 from malla.config.validation.telemetry import validate
 from malla.pilot.consistency import check_consistency
 from malla.pilot.generate import generate
+from malla.pilot.protocol import Protocol
 from malla.pilot.resources import CLUSTER, LISTENER
-from malla.pilot.snapshot import MeshConfig, MeshSnapshot
+from malla.pilot.snapshot import MeshConfig, MeshSnapshot, Proxy, ProxyKind
+from malla.pilot.static_config import static_bootstrap
 from malla.telemetry.access_logging import ISTIO_TEXT_FORMAT
-from tests.pilot.mesh import snapshot, workload
-from tests.telemetry.test_proxy_config import MESH, managers, reviews_proxy
+from tests.pilot.mesh import sidecar, snapshot, workload
+from tests.pilot.test_envoy_validate import envoy_binary
+from tests.telemetry.test_proxy_config import MESH, SOCKET, managers, reviews_proxy
 
 INBOUND, OUTBOUND = "virtualInbound", "127.0.1.5_15001"
 CONFORMANCE = Path("/work/shared/conformance/istio")
@@ -214,3 +223,176 @@ def test_istio_sample_telemetries_translate() -> None:
             check_consistency(generate(proxy, snap))
             translated += 1
     assert translated >= 5, translated
+
+
+def request_id_sampling(m: hcm_pb2.HttpConnectionManager) -> bool | None:
+    """``use_request_id_for_trace_sampling`` of the UUID request-id extension; None: Envoy's default (true)."""
+    if not m.HasField("request_id_extension"):
+        return None
+    config = uuid_pb2.UuidRequestIdConfig.FromString(m.request_id_extension.typed_config.value)
+    return config.use_request_id_for_trace_sampling.value
+
+
+def no_context_propagation(tracing: hcm_pb2.HttpConnectionManager.Tracing) -> bool:
+    """Envoy's Tracing.no_context_propagation (field 13), newer than the pinned xds-protos classes."""
+    if "no_context_propagation" in tracing.DESCRIPTOR.fields_by_name:
+        return bool(getattr(tracing, "no_context_propagation"))
+    return any(f.field_number == 13 and f.data == 1 for f in unknown_fields.UnknownFieldSet(tracing))
+
+
+def test_request_id_sampling_is_on_by_default_and_off_per_side() -> None:
+    text = ROOT_TRACING + telemetry("own-sampling", "default", """  selector: {matchLabels: {app: reviews}}
+  tracing:
+  - match: {mode: CLIENT}
+    useRequestIdForTraceSampling: false""")
+    out = generate(reviews_proxy(), with_telemetry(text))
+    assert request_id_sampling(manager(out, OUTBOUND)) is False
+    assert request_id_sampling(manager(out, INBOUND)) is True  # Istio's default, set explicitly as Istio does
+    untouched = generate(reviews_proxy(), with_telemetry(""))
+    assert request_id_sampling(manager(untouched, OUTBOUND)) is None  # Envoy's default: true
+
+
+def test_enable_istio_tags_false_keeps_only_the_users_tags() -> None:
+    text = NS_TRACING + telemetry("bare", "default", """  selector: {matchLabels: {app: reviews}}
+  tracing:
+  - match: {mode: SERVER}
+    enableIstioTags: false""")
+    out = generate(reviews_proxy(), with_telemetry(text))
+    inbound = {t.tag for t in manager(out, INBOUND).tracing.custom_tags}
+    outbound = {t.tag for t in manager(out, OUTBOUND).tracing.custom_tags}
+    assert inbound == {"team", "user", "region"}
+    assert {"istio.namespace", "istio.canonical_service", "istio.canonical_revision"} <= outbound
+
+
+def test_disable_context_propagation_reports_spans_without_passing_headers() -> None:
+    text = telemetry("edge", "default", "  tracing:\n  - match: {mode: CLIENT}\n    disableContextPropagation: true")
+    out = generate(reviews_proxy(), with_telemetry(text))
+    outbound, inbound = manager(out, OUTBOUND), manager(out, INBOUND)
+    assert outbound.HasField("tracing") and no_context_propagation(outbound.tracing)
+    assert not no_context_propagation(inbound.tracing)
+    # The field survives re-parsing, as it does on its way to Envoy.
+    again = hcm_pb2.HttpConnectionManager.FromString(outbound.SerializeToString())
+    assert no_context_propagation(again.tracing)
+
+
+def mongo_world(text: str) -> MeshSnapshot:
+    return snapshot(text, workloads=[*workloads(), workload("mongo", "127.0.1.9", ports={"mongo": 27017})], mesh=MESH)
+
+
+def mongo_proxy(**changes: object) -> object:
+    fields = dict(workload_name="mongo", access_log_service=SOCKET, labels={"app": "mongo"})
+    fields.update(changes)
+    return sidecar("mongo", ip="127.0.1.9", inbound=[(27017, 31017, Protocol.TCP)], **fields)
+
+
+def tcp_proxies(out: dict, listener: str) -> list[tcp_proxy_pb2.TcpProxy]:
+    found = [tcp_proxy_pb2.TcpProxy.FromString(f.typed_config.value)
+             for c in [*out[LISTENER][listener].filter_chains, out[LISTENER][listener].default_filter_chain]
+             for f in c.filters if f.name == "envoy.filters.network.tcp_proxy"]
+    assert found, f"no tcp_proxy on {listener}"
+    return found
+
+
+def tcp_file_logs(tcp: tcp_proxy_pb2.TcpProxy) -> list[tuple[str, str | None]]:
+    """(path, CEL expression or None) of each file log, each checked to log only when the connection ends."""
+    out = []
+    for log in tcp.access_log:
+        if log.name != "envoy.access_loggers.file":
+            continue
+        config = file_pb2.FileAccessLog.FromString(log.typed_config.value)
+        assert config.log_format.text_format_source.inline_string == ISTIO_TEXT_FORMAT
+        parts = list(log.filter.and_filter.filters) if log.filter.HasField("and_filter") else [log.filter]
+        at_close = accesslog_pb2.AccessLogFilter()
+        at_close.log_type_filter.types.append(accesslog_data_pb2.TcpConnectionEnd)
+        assert parts[0] == at_close, log.filter
+        expression = None
+        if len(parts) == 2:
+            expression = cel_pb2.ExpressionFilter.FromString(parts[1].extension_filter.typed_config.value).expression
+        out.append((config.path, expression))
+    return out
+
+
+def test_tcp_connections_get_the_envoy_log_at_close_beside_the_agents() -> None:
+    text = ACCESS_LOG + telemetry("mtls-only", "default", """  accessLogging:
+  - providers: [{name: envoy}]
+    match: {mode: SERVER}
+    filter: {expression: connection.mtls}""")
+    snap = mongo_world(text)
+    (outbound,) = tcp_proxies(generate(reviews_proxy(), snap), "127.0.1.5_27017")
+    assert tcp_file_logs(outbound) == [("/dev/stdout", "connection.mtls")]  # the last filter naming envoy
+    assert [log.name for log in outbound.access_log][0] == "envoy.access_loggers.tcp_grpc"
+    assert outbound.access_log_options.flush_access_log_on_connected  # the agent's metrics still flush early
+    inbound = tcp_proxies(generate(mongo_proxy(), snap), "virtualInbound")
+    assert all(tcp_file_logs(tcp) == [("/dev/stdout", "connection.mtls")] for tcp in inbound)
+
+
+def test_tcp_logs_follow_disabled_and_mode() -> None:
+    text = ACCESS_LOG + telemetry("no-client", "default", "  accessLogging:\n  - match: {mode: CLIENT}\n    disabled: true")
+    snap = mongo_world(text)
+    assert tcp_file_logs(tcp_proxies(generate(reviews_proxy(), snap), "127.0.1.5_27017")[0]) == []
+    inbound = tcp_proxies(generate(mongo_proxy(), snap), "virtualInbound")
+    assert all(tcp_file_logs(tcp) == [("/dev/stdout", None)] for tcp in inbound)
+    plain = tcp_proxies(generate(reviews_proxy(), mongo_world("")), "127.0.1.5_27017")[0]
+    assert tcp_file_logs(plain) == []  # no Telemetry: no user log on TCP
+
+
+def test_a_tcp_proxy_without_an_agent_gets_only_the_envoy_log() -> None:
+    out = generate(reviews_proxy(access_log_service="", workload_name=""), mongo_world(ACCESS_LOG))
+    (tcp,) = tcp_proxies(out, "127.0.1.5_27017")
+    assert [log.name for log in tcp.access_log] == ["envoy.access_loggers.file"]
+    assert not tcp.HasField("access_log_options")
+    check_consistency(out)
+
+
+@pytest.mark.envoy
+def test_envoy_accepts_every_new_tracing_and_tcp_log_setting(tmp_path: Path) -> None:
+    text = ACCESS_LOG + telemetry("all", "default", """  tracing:
+  - useRequestIdForTraceSampling: false
+    enableIstioTags: false
+    disableContextPropagation: true
+  accessLogging:
+  - providers: [{name: envoy}]
+    filter: {expression: "response.code >= 400 || connection.mtls"}""")
+    snap = mongo_world(text)
+    for proxy in (reviews_proxy(), mongo_proxy()):
+        out = generate(proxy, snap)
+        check_consistency(out)
+        path = tmp_path / "bootstrap.pb"  # binary, so fields newer than the Python classes reach Envoy
+        path.write_bytes(static_bootstrap(out, node_id=proxy.id).SerializeToString())
+        result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "warn",
+                                 "--use-dynamic-base-id"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{proxy.id}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+
+
+def test_gateway_tls_passthrough_connections_are_logged_as_client() -> None:
+    passthrough = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tls, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8443, name: tls, protocol: TLS}
+    tls: {mode: PASSTHROUGH}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tls, namespace: istio-system}
+spec:
+  hosts: [reviews.example.com]
+  gateways: [tls]
+  tls:
+  - match:
+    - sniHosts: [reviews.example.com]
+    route:
+    - destination: {host: reviews.default.svc.cluster.local, port: {number: 9080}}
+---
+"""
+    text = passthrough + telemetry("gw", "istio-system", "  accessLogging:\n  - providers: [{name: envoy}]\n    match: {mode: CLIENT}")
+    gateway = Proxy(id="router~127.0.0.1~ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+                    namespace="istio-system", kind=ProxyKind.ROUTER, labels={"istio": "ingressgateway"},
+                    ip="127.0.0.1", workload_name="ingressgateway", access_log_service=SOCKET)
+    out = generate(gateway, snapshot(text, workloads=workloads(), mesh=MESH))
+    logs = [tcp_file_logs(tcp) for tcp in tcp_proxies(out, "127.0.0.1_8443")]
+    assert logs and all(found == [("/dev/stdout", None)] for found in logs)

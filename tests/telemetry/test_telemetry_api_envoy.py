@@ -2,7 +2,8 @@
 
 The control plane (``conftest``) samples 100% of requests by MeshConfig;
 Telemetry resources in the test's namespace change that per namespace and
-per workload, and turn on Istio's ``envoy`` access log with a CEL filter.
+per workload, and turn on Istio's ``envoy`` access log with a CEL filter,
+on HTTP requests and on TCP connections.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.mesh import App, Member, Mesh, wait_for
+from tests.e2e.mesh import App, Member, Mesh, tcp_line, wait_for
 from tests.telemetry.test_mesh_telemetry import api
 
 pytestmark = [pytest.mark.envoy]
@@ -84,3 +85,34 @@ spec:
     by_service = {s["localEndpoint"]["serviceName"]: s for s in spans}
     assert by_service[f"client.{mesh.namespace}"]["tags"]["team"] == "payments"
     assert "team" not in by_service[f"reviews.{mesh.namespace}"].get("tags", {}), "the tag is the client's only"
+
+
+def tcp_connections_logged(member: Member, cluster: str) -> list[str]:
+    """Lines of the ``envoy`` log for TCP connections (no method, path or protocol) to ``cluster``."""
+    path = envoy_stdout(member)
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return [line for line in text.splitlines() if '"- - -" 0 ' in line and f" {cluster} " in line]
+
+
+def test_envoy_access_log_logs_each_tcp_connection_once_when_it_closes(mesh: Mesh) -> None:
+    mongo, client = mesh.start(App("mongo", "v1", ports=("27017/tcp",)), clients=1)
+    mesh.apply(f"""
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: tcp-logs, namespace: {mesh.namespace}}}
+spec:
+  accessLogging:
+  - providers: [{{name: envoy}}]
+""")
+    for _ in range(2):
+        assert tcp_line(client.address, 27017).startswith("mongo v1")
+    outbound = f"outbound|27017||mongo.{mesh.namespace}.svc.cluster.local"
+    sent = wait_for(lambda: tcp_connections_logged(client, outbound), lambda found: len(found) >= 2, timeout=30,
+                    interval=0.2, what=f"two closed connections in {envoy_stdout(client)}")
+    received = wait_for(lambda: tcp_connections_logged(mongo, "inbound|27017||"), lambda found: len(found) >= 2,
+                        timeout=30, interval=0.2, what=f"two closed connections in {envoy_stdout(mongo)}")
+    # The agent's metrics log flushes on connect too; had the file log followed, each connection would
+    # show twice, its on-connect line first and with nothing sent yet.
+    assert len(sent) == 2 and len(received) == 2, (sent, received)
+    answer = len(f"mongo v1 {mongo.info['pid']}\n")
+    assert all(f'"-" 0 {answer} ' in line for line in [*sent, *received]), (sent, received)

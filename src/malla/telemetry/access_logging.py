@@ -21,15 +21,32 @@ format. The agent writes a sidecar's stdout to ``envoy.out`` in its working
 directory (``<home>/workloads/<name>.<namespace>/``), a gateway's to its
 own work directory. Other names configure nothing (validation warns).
 
+TCP connections (every ``tcp_proxy``: sidecar TCP listeners and passthrough,
+gateways' TCP and TLS passthrough) get the same logs under the same rules,
+in the same format, as Istio does: HTTP-only fields print ``-`` (``%REQ(..)%``,
+``%PROTOCOL%``, ``%ROUTE_NAME%``) and ``%RESPONSE_CODE%`` prints ``0``. Each
+connection is logged once, when it closes: the ``tcp_proxy``'s flush on
+connect and periodic flush exist for the agent's metrics log, so a
+log-type filter keeps the file log to ``TcpConnectionEnd``. A CEL filter is
+evaluated on TCP too: a TCP connection has no ``response.code`` (nor
+request headers), reading it is an evaluation error, and Envoy's CEL filter
+drops the entry on an error, so ``response.code >= 400`` and its negation
+both log no TCP connection (checked with Envoy 1.40). CEL's ``||`` absorbs
+an error when the other side is true: ``response.code >= 400 ||
+connection.mtls`` logs failed requests and mTLS connections. Connection
+attributes (``connection.mtls``, ``upstream.address``, ``source.address``...)
+work on both.
+
 The gRPC access log to the agent, which produces Istio's metrics, is not a
 user access log: nothing here touches it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.data.accesslog.v3 import accesslog_pb2 as accesslog_data_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 
@@ -84,24 +101,52 @@ def access_log_providers(chain: Sequence[AppliedTelemetry], *, side: str) -> dic
     return dict(sorted(chosen.items()))
 
 
-def build_access_logs(chain: Sequence[AppliedTelemetry], *, side: str) -> list[accesslog_pb2.AccessLog] | None:
-    """The user access logs for ``side`` in provider-name order; None: leave MeshConfig's file log."""
+def build_access_logs(
+    chain: Sequence[AppliedTelemetry], *, side: str, tcp: bool = False
+) -> list[accesslog_pb2.AccessLog] | None:
+    """The user access logs for ``side`` in provider-name order; None: leave MeshConfig's file log.
+
+    ``tcp``: for a ``tcp_proxy`` rather than an HTTP connection manager.
+    """
     providers = access_log_providers(chain, side=side)
     if providers is None:
         return None
-    return [build_file_access_log(expression=expression)
+    return [build_file_access_log(expression=expression, tcp=tcp)
             for name, expression in providers.items() if name.lower() == ENVOY_PROVIDER]
 
 
-def build_file_access_log(*, expression: str | None) -> accesslog_pb2.AccessLog:
+def build_file_access_log(*, expression: str | None, tcp: bool = False) -> accesslog_pb2.AccessLog:
     """Istio's ``envoy`` provider: TEXT lines on stdout, only for requests ``expression`` (CEL) accepts."""
     config = file_pb2.FileAccessLog(path=STDOUT)
     config.log_format.text_format_source.inline_string = ISTIO_TEXT_FORMAT
     out = accesslog_pb2.AccessLog(name=FILE_LOGGER, typed_config=typed(config))
+    cel = None
     if expression:
-        out.filter.extension_filter.name = CEL_FILTER
-        out.filter.extension_filter.typed_config.CopyFrom(typed(cel_pb2.ExpressionFilter(expression=expression)))
+        cel = accesslog_pb2.AccessLogFilter()
+        cel.extension_filter.name = CEL_FILTER
+        cel.extension_filter.typed_config.CopyFrom(typed(cel_pb2.ExpressionFilter(expression=expression)))
+    if tcp:
+        at_close = accesslog_pb2.AccessLogFilter()
+        at_close.log_type_filter.types.append(accesslog_data_pb2.TcpConnectionEnd)
+        if cel is None:
+            out.filter.CopyFrom(at_close)
+        else:
+            out.filter.and_filter.filters.extend([at_close, cel])
+    elif cel is not None:
+        out.filter.CopyFrom(cel)
     return out
+
+
+def replace_file_logs(
+    access_log: MutableSequence[accesslog_pb2.AccessLog], logs: Sequence[accesslog_pb2.AccessLog]
+) -> None:
+    """Put ``logs`` in place of the file logs in ``access_log`` (an HCM's or a ``tcp_proxy``'s), keeping the rest.
+
+    The Telemetry API replaces MeshConfig's file log; the agent's gRPC log (metrics) stays.
+    """
+    kept = [log for log in access_log if log.name != FILE_LOGGER]
+    del access_log[:]
+    access_log.extend([*kept, *logs])
 
 
 def _covers(entry: AccessLogging, side: str) -> bool:

@@ -20,9 +20,10 @@ it from the inbound cluster's metadata).
 
 Istio's Telemetry API then applies per side of each HTTP connection manager
 (``policy`` finds the resources, ``tracing`` and ``access_logging`` merge
-them): it overrides the tracer's sampling and tags or removes it, and
-replaces ``MeshConfig.access_log_path`` with the user access logs it names.
-The gRPC log to the agent is malla's metrics pipeline and stays.
+them): it overrides the tracer's sampling, tags, request-id sampling and
+context propagation or removes it, and replaces ``MeshConfig.access_log_path``
+with the user access logs it names, on every ``tcp_proxy`` too. The gRPC log
+to the agent is malla's metrics pipeline and stays.
 """
 
 from __future__ import annotations
@@ -100,13 +101,18 @@ def add_telemetry(listeners: list[Listener], *, proxy: Proxy, snapshot: MeshSnap
                     _apply_telemetry_api(manager, proxy=proxy, mesh=snapshot.mesh, inbound=inbound,
                                          telemetries=telemetries)
                     network_filter.typed_config.CopyFrom(typed(manager))
-                elif network_filter.name == TCP_PROXY_FILTER and proxy.access_log_service:
+                elif network_filter.name == TCP_PROXY_FILTER:
                     tcp = tcp_proxy_pb2.TcpProxy.FromString(network_filter.typed_config.value)
-                    tcp.access_log.append(build_tcp_access_log(inbound=inbound, service=service,
-                                                               metrics=metrics.side(inbound=inbound)))
-                    tcp.access_log_options.flush_access_log_on_connected = True
-                    interval = metrics.reporting_interval_s or TCP_REPORT_INTERVAL_S
-                    tcp.access_log_options.access_log_flush_interval.CopyFrom(seconds(interval))
+                    if proxy.access_log_service:
+                        tcp.access_log.append(build_tcp_access_log(inbound=inbound, service=service,
+                                                                   metrics=metrics.side(inbound=inbound)))
+                        tcp.access_log_options.flush_access_log_on_connected = True
+                        interval = metrics.reporting_interval_s or TCP_REPORT_INTERVAL_S
+                        tcp.access_log_options.access_log_flush_interval.CopyFrom(seconds(interval))
+                    side = telemetry_tracing.SERVER if inbound else telemetry_tracing.CLIENT
+                    logs = access_logging.build_access_logs(telemetries, side=side, tcp=True)
+                    if logs is not None:
+                        access_logging.replace_file_logs(tcp.access_log, logs)
                     network_filter.typed_config.CopyFrom(typed(tcp))
     return listeners
 
@@ -144,13 +150,15 @@ def _apply_telemetry_api(
     if spec is not None:
         manager.ClearField("tracing")
         if not spec.disabled:
-            manager.tracing.CopyFrom(build_tracing(proxy, mesh, sampling=spec.sampling, custom_tags=spec.custom_tags))
+            manager.tracing.CopyFrom(build_tracing(proxy, mesh, sampling=spec.sampling, custom_tags=spec.custom_tags,
+                                                   istio_tags=spec.istio_tags))
+            if not spec.context_propagation:
+                telemetry_tracing.disable_context_propagation(manager.tracing)
+            manager.request_id_extension.CopyFrom(
+                telemetry_tracing.build_request_id_extension(use_for_sampling=spec.use_request_id_for_sampling))
     logs = access_logging.build_access_logs(telemetries, side=side)
     if logs is not None:
-        # The Telemetry API replaces MeshConfig's file log; the agent's gRPC log (metrics) stays.
-        kept = [log for log in manager.access_log if log.name != access_logging.FILE_LOGGER]
-        del manager.access_log[:]
-        manager.access_log.extend([*kept, *logs])
+        access_logging.replace_file_logs(manager.access_log, logs)
 
 
 def build_peer_filters(proxy: Proxy, *, inbound: bool) -> list[hcm_pb2.HttpFilter]:
@@ -241,12 +249,13 @@ def build_tcp_access_log(
 
 def build_tracing(
     proxy: Proxy, mesh: MeshConfig, *, sampling: float | None = None,
-    custom_tags: Mapping[str, telemetry_tracing.CustomTag] | None = None,
+    custom_tags: Mapping[str, telemetry_tracing.CustomTag] | None = None, istio_tags: bool = True,
 ) -> HttpConnectionManager.Tracing:
     """Envoy's Zipkin tracer as Istio configures it: 128-bit trace ids, a span per proxy, B3 headers.
 
-    ``sampling`` (percent) and ``custom_tags`` come from the Telemetry API;
-    unset, ``MeshConfig.trace_sampling`` and Istio's own tags alone.
+    ``sampling`` (percent), ``custom_tags`` and ``istio_tags`` (False: no
+    ``istio.*`` tags) come from the Telemetry API; unset,
+    ``MeshConfig.trace_sampling`` and Istio's own tags alone.
     """
     tracing = HttpConnectionManager.Tracing()
     tracing.random_sampling.value = max(0.0, min(100.0, mesh.trace_sampling if sampling is None else sampling))
@@ -266,6 +275,8 @@ def build_tracing(
         tags["istio.canonical_service"] = proxy.labels["app"]
     if proxy.labels.get("version"):
         tags["istio.canonical_revision"] = proxy.labels["version"]
+    if not istio_tags:
+        tags = {}
     protos = {tag: custom_tag_pb2.CustomTag(tag=tag, literal=custom_tag_pb2.CustomTag.Literal(value=value))
               for tag, value in tags.items()}
     for tag, source in (custom_tags or {}).items():
