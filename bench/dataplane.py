@@ -1,10 +1,12 @@
 """Benchmark 1, data-plane overhead: client -> sidecar -> (m)TLS -> sidecar -> echo, against direct and the limit.
 
-Three setups share one echo server program (1 KB answers) and one load
+The setups share one echo server program (1 KB answers) and one load
 generator (h2load, open loop, 4 connections): direct (no proxy), the limit
 (``bench.static_pair``: two static Envoys, mTLS and plaintext) and malla
 (``malla up`` + ``malla run`` for the echo server and for an idle client
-whose sidecar h2load dials, as an app would through ``HTTP_PROXY``). Every
+whose sidecar h2load dials, as an app would through ``HTTP_PROXY``), once
+as installed and once in a namespace whose Telemetry resource turns Istio's
+metrics off (what the per-request access log to the agent costs). Every
 Envoy runs ``--concurrency 1``. Setups are interleaved within each rate so
 that drift in the machine's load hits them alike. Proxy CPU is the two
 Envoys' user+system time from /proc over the measured window.
@@ -28,6 +30,19 @@ from malla.envoy.process import EnvoyProcess
 
 ECHO = [sys.executable, str(BENCH_DIR / "echo_server.py")]
 IDLE = [sys.executable, str(BENCH_DIR / "idle_app.py")]
+
+
+QUIET = "quiet"  # the namespace whose Telemetry turns metrics off
+METRICS_OFF = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: no-metrics, namespace: {namespace}}}
+spec:
+  metrics:
+  - providers: [{{name: prometheus}}]
+    overrides:
+    - disabled: true
+"""
 
 
 @dataclass
@@ -84,24 +99,31 @@ class Stack:
         wait_until(lambda: _probe(setup), timeout=30, what=f"the static Envoy pair (tls={tls})")
         return setup
 
-    def malla(self) -> Setup:
+    def malla(self, *, namespace: str = "default", name: str = "malla (malla up + 2 x malla run)") -> Setup:
         home = self.workdir / "malla-home"
-        self.cp = ControlPlaneProcess(home)
-        self.cp.start()
-        echo = start_workload(home, name="echo", command=ECHO, ports=["9080/http"], log=self.workdir / "echo.log")
-        client = start_workload(home, name="loadgen", command=IDLE, log=self.workdir / "loadgen.log")
+        if self.cp is None:
+            config = self.workdir / "mesh-config"
+            config.mkdir(exist_ok=True)
+            (config / "telemetry.yaml").write_text(METRICS_OFF.format(namespace=QUIET))
+            self.cp = ControlPlaneProcess(home, config_dirs=[config])
+            self.cp.start()
+        echo = start_workload(home, name="echo", command=ECHO, ports=["9080/http"], namespace=namespace,
+                              log=self.workdir / f"echo-{namespace}.log")
+        client = start_workload(home, name="loadgen", command=IDLE, namespace=namespace,
+                                log=self.workdir / f"loadgen-{namespace}.log")
         self.procs += [echo, client]
         cp = self.cp
 
         def client_node() -> str | None:
             for p in cp.api("GET", "/api/v1/proxies").json()["items"]:
-                if ".default" in p["node"] and p["node"].split("~")[2].startswith("loadgen-"):
+                token = p["node"].split("~")[2]
+                if token.startswith("loadgen-") and token.endswith(f".{namespace}"):
                     return str(p["node"])
             return None
 
         node = wait_until(client_node, timeout=120, what="the loadgen sidecar to connect", interval=0.2)
         address = node.split("~")[1]
-        setup = Setup("malla (malla up + 2 x malla run)", f"http://{address}:15001/", authority="echo:9080")
+        setup = Setup(name, f"http://{address}:15001/", authority=f"echo.{namespace}:9080")
         wait_until(lambda: _probe(setup), timeout=120, what="traffic through the malla sidecars", interval=0.2)
         setup.proxy_pids = children_named(echo.pid, "envoy") + children_named(client.pid, "envoy")
         setup.agent_pids = [echo.pid, client.pid]
@@ -171,7 +193,8 @@ def run(*, quick: bool, workdir: Path) -> Result:
     stack = Stack(workdir)
     try:
         direct, app_port = stack.direct()
-        setups = [direct, stack.static_pair(app_port, tls=True), stack.static_pair(app_port, tls=False), stack.malla()]
+        setups = [direct, stack.static_pair(app_port, tls=True), stack.static_pair(app_port, tls=False), stack.malla(),
+                  stack.malla(namespace=QUIET, name="malla, metrics off (Telemetry)")]
         rows, by = [], {}
         for rate in (500, 2000):
             for name, m in _rounds(setups, rate=rate, seconds=seconds, rounds=rounds):
@@ -207,9 +230,16 @@ def _rounds(setups: list[Setup], *, rate: int, seconds: float, rounds: int) -> l
 
 
 def _ratios(result: Result, setups: list[Setup], by: dict[tuple[str, int], Measured]) -> None:
-    direct, limit_tls, limit_plain, mesh = setups
+    direct, limit_tls, limit_plain, mesh, quiet = setups
     limit = limit_tls if mesh.tls else limit_plain
     for rate in (500, 2000):
+        q, lim, m = by[(quiet.name, rate)], by[(limit.name, rate)], by[(mesh.name, rate)]
+        result.ratio(f"p90 malla metrics off / limit at {rate} req/s", safe_div(q.load.p90_ms, lim.load.p90_ms),
+                     baseline=limit.name, note="a Telemetry resource disables Istio's metrics: no access log to the agent")
+        result.ratio(f"proxy CPU malla metrics off / limit at {rate} req/s", safe_div(q.proxy_cpu, lim.proxy_cpu),
+                     baseline=limit.name)
+        result.ratio(f"proxy CPU malla / malla metrics off at {rate} req/s", safe_div(m.proxy_cpu, q.proxy_cpu),
+                     baseline=quiet.name, note="what Istio's metrics cost the proxies")
         m, lim, d = by[(mesh.name, rate)], by[(limit.name, rate)], by[(direct.name, rate)]
         result.figure(f"malla p90 at {rate} req/s", m.load.p90_ms, "ms")
         result.figure(f"malla achieved rate at {rate} req/s", m.load.achieved_rps, "req/s")

@@ -123,9 +123,9 @@ def stop_process(proc: subprocess.Popen[Any] | None, *, timeout: float = 10.0, s
 
 
 def start_workload(home: Path, *, name: str, command: Sequence[str], ports: Sequence[str] = (),
-                   log: Path) -> subprocess.Popen[bytes]:
-    """``malla run --name NAME [-p PORT] -- COMMAND`` against the control plane of ``home``."""
-    args = [sys.executable, "-m", "malla", "run", "--home", str(home), "--name", name, "--quiet"]
+                   log: Path, namespace: str = "default") -> subprocess.Popen[bytes]:
+    """``malla run --name NAME -n NAMESPACE [-p PORT] -- COMMAND`` against the control plane of ``home``."""
+    args = [sys.executable, "-m", "malla", "run", "--home", str(home), "--name", name, "-n", namespace, "--quiet"]
     for p in ports:
         args += ["-p", p]
     args += ["--", *command]

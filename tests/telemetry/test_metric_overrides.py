@@ -314,3 +314,54 @@ def _http_log(listener) -> als_pb2.HttpGrpcAccessLogConfig:
 
 def _tags(config: als_pb2.HttpGrpcAccessLogConfig) -> dict[str, str]:
     return {t.tag: t.literal.value for t in config.common_config.custom_tags}
+
+
+METRICS_OFF_FOR_CALLERS = """
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: ns, namespace: default}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: ALL_METRICS, mode: CLIENT}
+      disabled: true
+    - match: {metric: REQUEST_COUNT, mode: SERVER}
+      disabled: true
+"""
+
+
+def _grpc_logs(access_logs) -> list[str]:
+    return [a.name for a in access_logs if a.name.endswith("_grpc")]
+
+
+def test_a_side_with_every_metric_disabled_sends_no_access_log_to_the_agent() -> None:
+    """The per-request gRPC access log is what metrics cost: a side that records none does not pay it."""
+    proxy = sidecar("reviews", ip="127.0.1.5", inbound=[(9080, 31000, Protocol.HTTP)], workload_name="reviews",
+                    access_log_service="/tmp/als.sock", labels={"app": "reviews"})
+    world = snapshot(METRICS_OFF_FOR_CALLERS, workloads=[workload("reviews-v2", "127.0.1.5", labels={"app": "reviews"}),
+                                                         workload("mongo", "127.0.1.9", ports={"mongo": 27017})])
+    out = generate(proxy, world)
+    (outbound, *_) = managers(out[LISTENER]["127.0.1.5_15001"])
+    assert _grpc_logs(outbound.access_log) == []
+    (chain,) = out[LISTENER]["127.0.1.5_27017"].filter_chains
+    tcp = tcp_proxy_pb2.TcpProxy.FromString(chain.filters[0].typed_config.value)
+    assert _grpc_logs(tcp.access_log) == []
+    # The server side still records durations and sizes: its logger stays, carrying what is off.
+    inbound = _http_log(out[LISTENER]["virtualInbound"])
+    assert json.loads(_tags(inbound)[TAG_METRICS]) == {REQUESTS: {"disabled": True}}
+
+
+def test_one_metric_off_keeps_the_logger() -> None:
+    policy = merge([spec("""
+  metrics:
+  - overrides:
+    - match: {metric: REQUEST_COUNT}
+      disabled: true
+""")])
+    assert not policy.client.records_nothing(tcp=False) and not policy.client.records_nothing(tcp=True)
+    everything = merge([spec("""
+  metrics:
+  - overrides:
+    - disabled: true
+""")])
+    assert everything.server.records_nothing(tcp=False) and everything.server.records_nothing(tcp=True)

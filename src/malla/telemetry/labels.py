@@ -88,14 +88,11 @@ class Sides:
 
 
 def response_flags(flags: accesslog_pb2.ResponseFlags) -> str:
-    names = [short for field, short in _FLAGS if _flag_set(flags, field)]
-    return ",".join(names) or "-"
-
-
-def _flag_set(flags: accesslog_pb2.ResponseFlags, field: str) -> bool:
-    if field == "unauthorized_details":
-        return flags.HasField(field)
-    return bool(getattr(flags, field))
+    # Only the fields set are listed (most requests: none), cheaper than reading all ~30 by name.
+    present = {descriptor.name for descriptor, _ in flags.ListFields()}
+    if not present:
+        return "-"
+    return ",".join(short for field, short in _FLAGS if field in present) or "-"
 
 
 def http_labels(entry: accesslog_pb2.HTTPAccessLogEntry, *, me: PeerInfo, directory: Directory) -> dict[str, str]:

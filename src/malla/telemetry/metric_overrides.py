@@ -66,6 +66,8 @@ METRICS = {
     "TCP_SENT_BYTES": "istio_tcp_sent_bytes_total",
     "TCP_RECEIVED_BYTES": "istio_tcp_received_bytes_total",
 }
+_HTTP_SERIES = frozenset(v for k, v in METRICS.items() if not k.startswith("TCP_"))
+_TCP_SERIES = frozenset(v for k, v in METRICS.items() if k.startswith("TCP_"))
 UNPRODUCED_METRICS = frozenset({"GRPC_REQUEST_MESSAGES", "GRPC_RESPONSE_MESSAGES"})
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -104,6 +106,15 @@ class SideOverrides:
                 entry["tags"] = dict(override.tags)
             body[name] = entry
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    def records_nothing(self, *, tcp: bool) -> bool:
+        """Every metric an access-log entry of this kind feeds is disabled: the proxy need not send it.
+
+        HTTP entries feed the request metrics, TCP entries the connection ones;
+        leaving the logger out saves Envoy and the agent the per-request work.
+        """
+        wanted = _TCP_SERIES if tcp else _HTTP_SERIES
+        return wanted <= {name for name, override in self.metrics if override.disabled}
 
     @property
     def request_headers(self) -> tuple[str, ...]:

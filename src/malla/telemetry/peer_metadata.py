@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -80,8 +81,13 @@ def encode(peer: PeerInfo) -> str:
     return base64.b64encode(message.SerializeToString(deterministic=True)).decode()
 
 
+@functools.lru_cache(maxsize=4096)
 def decode(value: str) -> PeerInfo | None:
-    """A peer from a header value; None when it is not Istio's format (a client may send anything)."""
+    """A peer from a header value; None when it is not Istio's format (a client may send anything).
+
+    Remembered: every request between two workloads carries the same value, and the agent decodes
+    one per request (bounded, so values a client invents cannot grow it).
+    """
     if not value:
         return None
     try:

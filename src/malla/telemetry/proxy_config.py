@@ -103,7 +103,7 @@ def add_telemetry(listeners: list[Listener], *, proxy: Proxy, snapshot: MeshSnap
                     network_filter.typed_config.CopyFrom(typed(manager))
                 elif network_filter.name == TCP_PROXY_FILTER:
                     tcp = tcp_proxy_pb2.TcpProxy.FromString(network_filter.typed_config.value)
-                    if proxy.access_log_service:
+                    if proxy.access_log_service and not metrics.side(inbound=inbound).records_nothing(tcp=True):
                         tcp.access_log.append(build_tcp_access_log(inbound=inbound, service=service,
                                                                    metrics=metrics.side(inbound=inbound)))
                         tcp.access_log_options.flush_access_log_on_connected = True
@@ -134,7 +134,7 @@ def _decorate_hcm(
         filters = [*build_peer_filters(proxy, inbound=inbound), *manager.http_filters]
         del manager.http_filters[:]
         manager.http_filters.extend(filters)
-    if proxy.access_log_service:
+    if proxy.access_log_service and not (metrics is not None and metrics.records_nothing(tcp=False)):
         manager.access_log.append(build_http_access_log(inbound=inbound, service=service, metrics=metrics))
     if mesh.zipkin_address:
         manager.tracing.CopyFrom(build_tracing(proxy, mesh))
