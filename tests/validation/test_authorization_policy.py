@@ -21,6 +21,20 @@ def findings(spec: dict, *, annotations: dict | None = None) -> list[Finding]:
     return validate_spec(AuthorizationPolicy.model_validate(spec), ctx)
 
 
+FAIL_CLOSED = ("warning", "spec.provider.name")
+
+
+def rule_findings(spec: dict, *, annotations: dict | None = None) -> list[Finding]:
+    """The findings besides the fail-closed warning every usable CUSTOM policy gets (tested on its own)."""
+    return [f for f in findings(spec, annotations=annotations) if (f.level, f.field) != FAIL_CLOSED]
+
+
+def test_custom_policy_warns_that_it_fails_closed_without_extension_providers():
+    found = findings({**CUSTOM, "rules": [{}]})
+    assert [(f.level, f.field) for f in found] == [FAIL_CLOSED]
+    assert "'ext-authz' is not declared" in found[0].message and "denied (fail closed)" in found[0].message
+
+
 def source(**fields) -> dict:
     return {"rules": [{"from": [{"source": fields}]}]}
 
@@ -134,7 +148,7 @@ CASES = [
 
 @pytest.mark.parametrize(("spec", "level", "path", "word"), CASES, ids=[f"{c[2]}:{c[3]}" for c in CASES])
 def test_broken_rule_gives_one_finding_at_its_path(spec, level, path, word):
-    found = findings(spec)
+    found = rule_findings(spec)
     assert [(f.level, f.field) for f in found] == [(level, path)], found
     assert word in found[0].message
 
@@ -158,7 +172,7 @@ VALID = [
 
 @pytest.mark.parametrize("spec", VALID)
 def test_valid_policy_gives_no_finding(spec):
-    assert findings(spec) == []
+    assert rule_findings(spec) == []
 
 
 SUPPORTED_KEYS = [
@@ -193,7 +207,7 @@ DRY_RUN = "metadata.annotations[istio.io/dry-run]"
     [({"action": "AUDIT", "rules": [{}]}, "true", "ALLOW or DENY"), ({**CUSTOM, "rules": [{}]}, "true", "ALLOW or DENY"), ({}, "yes", "invalid")],
 )
 def test_dry_run_annotation_needs_allow_or_deny_and_a_boolean(spec, value, word):
-    found = findings(spec, annotations={"istio.io/dry-run": value})
+    found = rule_findings(spec, annotations={"istio.io/dry-run": value})
     assert [(f.level, f.field) for f in found] == [("error", DRY_RUN)], found
     assert word in found[0].message
 

@@ -2,7 +2,8 @@
 
 Errors (Envoy would wait or refuse): a listener naming a route
 configuration (RDS) that is not there, an EDS cluster with no assignment,
-an SDS secret no one serves. Warnings (served, but a request would fail): a
+an SDS secret no one serves, a JWT provider fetching its keys through a
+cluster that is not there. Warnings (served, but a request would fail): a
 route naming a cluster that does not exist (503 NC).
 """
 
@@ -15,6 +16,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf.message import Message
@@ -54,6 +56,10 @@ def check_consistency(
         for secret in _listener_secrets(listener):
             if secret not in served:
                 report.errors.append(f"listener {name} uses secret {secret!r}, which no one serves")
+        for provider, cluster_name in _jwks_clusters(listener):
+            if cluster_name not in clusters:
+                report.errors.append(f"listener {name}: JWT provider {provider!r} fetches its keys through cluster "
+                                     f"{cluster_name!r}, which does not exist")
     for name, cluster in clusters.items():
         if cluster.type == cluster_pb2.Cluster.EDS:
             service = cluster.eds_cluster_config.service_name or name
@@ -91,6 +97,17 @@ def _listener_rds(listener: listener_pb2.Listener) -> Iterator[str]:
     for manager in http_connection_managers(listener):
         if manager.HasField("rds"):
             yield manager.rds.route_config_name
+
+
+def _jwks_clusters(listener: listener_pb2.Listener) -> Iterator[tuple[str, str]]:
+    for manager in http_connection_managers(listener):
+        for http_filter in manager.http_filters:
+            if http_filter.typed_config.Is(jwt_pb2.JwtAuthentication.DESCRIPTOR):
+                config = jwt_pb2.JwtAuthentication()
+                http_filter.typed_config.Unpack(config)
+                for provider_name, provider in config.providers.items():
+                    if provider.HasField("remote_jwks"):
+                        yield provider_name, provider.remote_jwks.http_uri.cluster
 
 
 def _listener_secrets(listener: listener_pb2.Listener) -> Iterator[str]:

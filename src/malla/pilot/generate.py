@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from malla.pilot.clusters import build_clusters, build_outbound_clusters
 from malla.pilot.endpoints import build_cluster_load_assignment
+from malla.pilot.envoy_filters import apply_envoy_filters
 from malla.pilot.listeners import build_listeners
 from malla.pilot.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from malla.pilot import names
@@ -28,6 +29,7 @@ from malla.pilot.routes import RouteConfiguration, build_outbound_routes, build_
 from malla.pilot.shared import SharedGeneration
 from malla.pilot.sidecar_scope import SidecarScope, build_scope
 from malla.pilot.snapshot import CaptureMode, MeshSnapshot, Proxy
+from malla.policy.authn import build_authn_clusters
 
 Resources = dict[str, dict[str, Message]]
 
@@ -40,14 +42,21 @@ def generate(proxy: Proxy, snapshot: MeshSnapshot, *, shared: SharedGeneration |
     scope = shared.get(("scope", key), lambda: build_scope(proxy, snapshot))
     outbound = shared.get(("cds", key), lambda: build_outbound_clusters(proxy, snapshot, scope))
     clusters = build_clusters(proxy, snapshot, scope=scope, outbound=outbound)
+    # Envoy fetches RequestAuthentication's remote JWKS through clusters of its own.
+    clusters = sorted([*clusters, *build_authn_clusters(proxy, snapshot)], key=lambda c: c.name)
     eds = [c.eds_cluster_config.service_name or c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS]
     routes = None if proxy.is_router else _outbound_routes(proxy, snapshot, scope, shared=shared, key=key)
-    return {
+    resources: Resources = {
         CLUSTER: {c.name: c for c in clusters},
         ENDPOINT: build_endpoint_map(proxy, snapshot, eds, shared=shared),
         LISTENER: {x.name: x for x in build_listeners(proxy, snapshot, scope=scope)},
         ROUTE: {r.name: r for r in build_routes(proxy, snapshot, scope=scope, outbound=routes)},
     }
+    # EnvoyFilters come last, as in istiod: they patch what everything else generated (copies, never shared ones).
+    return apply_envoy_filters(
+        proxy, snapshot, resources, shared=shared,
+        endpoints=lambda eds_names: build_endpoint_map(proxy, snapshot, eds_names, shared=shared),
+    )
 
 
 def _outbound_routes(
@@ -136,7 +145,9 @@ class Change:
     endpoints: frozenset[str] = frozenset()
 
 
-_CLUSTER_KINDS = frozenset({"ServiceEntry", "DestinationRule", "WorkloadEntry", "Service", "MeshConfig"})
+_CLUSTER_KINDS = frozenset(
+    {"ServiceEntry", "DestinationRule", "WorkloadEntry", "Service", "MeshConfig", "RequestAuthentication"}
+)
 _ENDPOINT_KINDS = frozenset({"ServiceEntry", "DestinationRule", "WorkloadEntry", "Service", "MeshConfig"})
 _ROUTE_KINDS = frozenset({"VirtualService", "DestinationRule", "ServiceEntry", "Service", "MeshConfig"})
 _LISTENER_KINDS = frozenset(

@@ -12,6 +12,7 @@ from malla.pilot.listeners_transparent import build_transparent_listeners
 from malla.pilot.sidecar_ingress import bound_inbound_ports
 from malla.pilot.sidecar_scope import SidecarScope, build_scope
 from malla.pilot.snapshot import CaptureMode, MeshSnapshot, Proxy
+from malla.policy import add_policy
 from malla.telemetry.proxy_config import add_telemetry
 
 Listener = listener_pb2.Listener
@@ -30,4 +31,5 @@ def build_listeners(proxy: Proxy, snapshot: MeshSnapshot, *, scope: SidecarScope
             out += build_inbound_listeners(proxy, snapshot) + build_egress_listeners(proxy, snapshot, scope, taken=taken)
         else:
             out = build_outbound_listeners(proxy, snapshot, scope) + build_inbound_listeners(proxy, snapshot)
+    out = add_policy(out, proxy=proxy, snapshot=snapshot)
     return sorted(add_telemetry(out, proxy=proxy, snapshot=snapshot), key=lambda listener: listener.name)

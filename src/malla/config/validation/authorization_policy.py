@@ -60,6 +60,14 @@ def _check_action(spec: AuthorizationPolicy, action: str, findings: Findings) ->
                 "spec.provider.name",
                 "CUSTOM action requires provider.name: the name of an extension provider declared in MeshConfig",
             )
+        elif spec.rules:
+            # malla's MeshConfig has no extensionProviders: the external authorizer can never be asked.
+            findings.warning(
+                "spec.provider.name",
+                f"extension provider {spec.provider.name!r} is not declared (malla's MeshConfig has no extension "
+                "providers), so the requests this CUSTOM policy would send for checking are denied (fail closed); "
+                "use ALLOW or DENY rules instead",
+            )
     elif action == "DENY" and not spec.rules:
         findings.error(
             "spec.rules",

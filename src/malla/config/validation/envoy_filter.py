@@ -88,6 +88,8 @@ DEPRECATED_FILTER_NAMES = {
     "envoy.tcp_proxy": "envoy.filters.network.tcp_proxy",
 }
 
+# Kinds Istio accepts that malla's translation does not patch (malla.pilot.envoy_filters skips them).
+NOT_APPLIED = ("EXTENSION_CONFIG", "BOOTSTRAP", "LISTENER_FILTER")
 # The Envoy message each applyTo patches: (module, message).
 PATCHED_TYPES = {
     "LISTENER": ("envoy.config.listener.v3.listener_pb2", "Listener"),
@@ -146,6 +148,9 @@ def _load_types(value: Any) -> None:
         full_name = url.rsplit("/", 1)[-1]
         package = ".".join(p for p in full_name.split(".") if p[:1].islower())
         _load_package(package)
+
+
+load_types = _load_types  # translation (malla.pilot.envoy_filters_values) parses values the same way
 
 
 def _missing_typed_config(message: Any) -> list[str]:
@@ -346,6 +351,9 @@ def _check_config_patch(cp: EnvoyConfigObjectPatch, path: str, spec: EnvoyFilter
         return
     if not _check_patch_fields(cp, apply_to, path, f):
         return
+    if apply_to in NOT_APPLIED:
+        f.warning(join(path, "applyTo"), f"applyTo {apply_to} is not applied by malla: this patch is ignored "
+                  f"(malla applies {', '.join(t for t in PATCHED_TYPES if t not in NOT_APPLIED)})")
     if cp.match is not None:
         _check_match(cp.match, apply_to, join(path, "match"), f)
     operation = cp.patch.operation

@@ -1,0 +1,1 @@
+"""Tests of policy on the data path: RequestAuthentication and AuthorizationPolicy as Envoy filters."""
