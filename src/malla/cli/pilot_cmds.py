@@ -68,12 +68,31 @@ def translate(
         configs=result.configs, kube_services=[k.body for k in result.kube if k.kind == "Service"]
     )
     resources = generate(proxy, snapshot)
+    _explain_envoy_filters(proxy, snapshot, configs=result.configs,
+                           kube_services=[k.body for k in result.kube if k.kind == "Service"])
     data = {name: [MessageToDict(m) for _, m in sorted(resources.get(url, {}).items())] for name, url in _TYPES.items()
             if url in resources and (section is Section.all or section.value == name)}
     if output is OutputFormat.text:
         _print_tables(data)
     else:
         emit_data(data, output)
+
+
+def _explain_envoy_filters(proxy: Any, snapshot: Any, *, configs: list[Any], kube_services: list[Any]) -> None:
+    """On stderr: which EnvoyFilters touched this proxy's config, which patches applied, which were skipped and why."""
+    from malla.pilot.envoy_filters import applicable_envoy_filters, explain_envoy_filters
+    from malla.pilot.generate import generate
+    from malla.pilot.snapshot import MeshSnapshot
+
+    if not applicable_envoy_filters(proxy, snapshot):
+        return
+    base = MeshSnapshot.build(configs=[c for c in configs if c.kind != "EnvoyFilter"], kube_services=kube_services)
+    report = explain_envoy_filters(proxy, snapshot, generate(proxy, base))
+    err_console.print(f"EnvoyFilters for this proxy, in order: {escape(', '.join(report.filters))}")
+    for where in report.applied:
+        err_console.print(f"  [green]applied[/green] {escape(where)}")
+    for problem in report.problems:
+        err_console.print(f"  [yellow]skipped[/yellow] {escape(str(problem))}")
 
 
 def _parse_labels(text: str) -> dict[str, str]:
