@@ -24,7 +24,7 @@ def test_envoy_accepts_patched_config(tmp_path):
     assert result.returncode == 0, f"Envoy rejected the patched config:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
 
 
-# Istio's "Enabling Rate Limits using Envoy" (local rate limit), with a bucket of 2 tokens a minute.
+# Istio's "Enabling Rate Limits using Envoy" (local rate limit), with a bucket of 2 tokens (refilled hourly here, each minute in Istio's example).
 LOCAL_RATE_LIMIT = """
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
@@ -49,7 +49,7 @@ spec:
             type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
             value:
               stat_prefix: http_local_rate_limiter
-              token_bucket: {max_tokens: 2, tokens_per_fill: 2, fill_interval: 60s}
+              token_bucket: {max_tokens: 2, tokens_per_fill: 2, fill_interval: 3600s}  # Istio: 60s; an hour so no refill lands mid-test
               filter_enabled:
                 runtime_key: local_rate_limit_enabled
                 default_value: {numerator: 100, denominator: HUNDRED}
