@@ -144,3 +144,26 @@ def test_envoy_accepts_every_istio_authorization_policy(tmp_path: Path) -> None:
     assert_consistent(resources)
     result = validate(static_bootstrap_json(resources, node_id=REVIEWS.id), tmp_path)
     assert result.returncode == 0, f"Envoy rejected the config:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+
+
+def test_a_deleted_deny_stops_denying_on_connections_already_open(mesh: Mesh, namespace: str) -> None:
+    """The client sidecar pools its connections to the server's: a policy change must reach those too.
+
+    Envoy keeps an open connection on the filter chain it started with until the chain drains; the
+    agent starts Envoy with Istio's immediate drain, so the next answer on an old connection closes it.
+    """
+    mesh.server("reviews", namespace=namespace)
+    client = mesh.client("client", namespace=namespace)
+    apply_policy(mesh, "action: DENY\nrules: [{to: [{operation: {paths: [/admin*]}}]}]", namespace=namespace)
+    wait_for(lambda: send(client, "GET", "/admin"), lambda r: r[0] == 403, timeout=30, what="/admin to be denied")
+    for _ in range(5):  # several requests, so the pooled connections are the ones that saw the deny
+        assert send(client, "GET", "/admin")[0] == 403
+
+    path = mesh.workdir / "delete.yaml"
+    path.write_text(f"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: reviews\n"
+                    f"  namespace: {namespace}\nspec: {{}}\n")
+    done = mesh.cli("delete", "-f", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    mesh.settle()
+    statuses = [send(client, "GET", "/admin")[0] for _ in range(4)]
+    assert statuses[-2:] == [200, 200], f"the deleted policy still denies on open connections: {statuses}"
